@@ -1,0 +1,1 @@
+"""Data: DCASE layout reading, audio I/O, the synthetic generator, downloads."""

@@ -1,0 +1,1 @@
+"""The DCASE baseline autoencoder: the reference every other family is compared with."""

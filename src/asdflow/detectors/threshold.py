@@ -1,0 +1,21 @@
+"""Decision threshold: a gamma distribution fitted to training scores, its q-quantile (DCASE baseline)."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+from asdflow.errors import DetectorError
+
+
+def gamma_threshold(train_scores: np.ndarray, quantile: float = 0.9) -> float:
+    scores = np.asarray(train_scores, dtype=np.float64)
+    scores = scores[np.isfinite(scores)]
+    if scores.size < 2:
+        raise DetectorError(f"cannot fit a decision threshold on {scores.size} training score(s): need at least 2")
+    if np.ptp(scores) == 0:
+        return float(scores[0])
+    # Scores can be shifted (e.g. log-domain); fit the gamma to the non-negative offset.
+    shift = min(0.0, float(scores.min()))
+    shape, loc, scale = stats.gamma.fit(scores - shift, floc=0.0)
+    return float(stats.gamma.ppf(quantile, shape, loc=loc, scale=scale) + shift)

@@ -1,0 +1,1 @@
+"""Features: log-mel spectrograms, frame stacking, clip-level spectral statistics."""
