@@ -217,8 +217,40 @@ class ServingConfig(StrictModel):
     port: int = 3000
     min_seconds: float = 1.0
     max_seconds: float = 30.0
-    max_upload_bytes: int = 8 * 1024 * 1024
-    reload_interval_s: float = 10.0  # how often the server looks for a newly promoted champion
+    max_upload_bytes: int = 8 * 1024 * 1024  # one uploaded audio file
+    # any request body; JSON float arrays take ~20 bytes a sample, so this is above the upload cap
+    max_request_bytes: int = 64 * 1024 * 1024
+    reload_interval_s: float = Field(10.0, gt=0)  # how often the server looks for a newly promoted champion
+    workers: int = Field(1, ge=1)  # server processes, each holding every model
+    threads: int = Field(2, ge=1)  # scoring threads per worker (torch and BLAS release the GIL)
+    max_batch_size: int = Field(32, ge=1)  # adaptive batching of /score_batch
+    max_latency_ms: int = Field(2000, ge=1)  # a batch waits at most this long (BentoML adaptive batching)
+    timeout_s: int = Field(60, ge=1)  # per request
+
+
+class DataVersionConfig(StrictModel):
+    """DVC (asdflow.data.versioning): data.dvc tracks `data_dir`, pushed to `remote`.
+
+    `.dvc/config` at the project root declares both remotes with these defaults
+    (tests/data/test_versioning.py checks that they agree).
+    """
+
+    data_dir: str = "data"  # relative to the project root; its pointer file is `<data_dir>.dvc`
+    remote: str = "local"  # the remote push and pull use: `local_remote`, `object_store_remote` or any in .dvc/config
+    local_remote: str = "local"
+    # Outside the checkout, so deleting or re-cloning the project keeps the data; content-addressed, so clones share it.
+    local_remote_url: str = "~/.cache/asdflow/dvc-remote"
+    object_store_remote: str = "s3"
+    # A template to edit (or override with $DVC_REMOTE_URL, the cluster Secret's key); needs dvc-s3 / dvc-gs installed.
+    object_store_url: str = "s3://asdflow-data/dvc-store"
+
+    @field_validator("data_dir")
+    @classmethod
+    def _relative_dir(cls, value: str) -> str:
+        parts = Path(value).parts
+        if not parts or Path(value).is_absolute() or ".." in parts:
+            raise ValueError(f"data_dir {value!r}: must be a folder inside the project, e.g. 'data'")
+        return Path(value).as_posix()
 
 
 class AsdflowConfig(StrictModel):
@@ -232,6 +264,7 @@ class AsdflowConfig(StrictModel):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
+    data: DataVersionConfig = Field(default_factory=DataVersionConfig)
     progress: bool = True  # progress bars on long work
 
 

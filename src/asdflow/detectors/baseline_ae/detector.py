@@ -53,9 +53,11 @@ class BaselineAEDetector(Detector):
         super().__init__(config, features, seed)
         self.params = config.baseline_ae
         self.input_dim = features.n_mels * features.n_frames
-        self.model = DenseAutoencoder(
-            self.input_dim, self.params.hidden_size, self.params.n_hidden_layers, self.params.bottleneck_size
-        )
+        with torch.random.fork_rng():  # initial weights from the detector's seed, not the global RNG
+            torch.manual_seed(seed)
+            self.model = DenseAutoencoder(
+                self.input_dim, self.params.hidden_size, self.params.n_hidden_layers, self.params.bottleneck_size
+            )
         self._extractor: LogMelExtractor | None = None
         self.feature_mean = np.zeros(self.input_dim, dtype=np.float32)
         self.feature_std = np.ones(self.input_dim, dtype=np.float32)

@@ -1,0 +1,58 @@
+import pytest
+
+from asdflow.config import load_config
+from asdflow.errors import ConfigError
+
+
+def test_profiles_change_sizes_not_structure():
+    tiny, demo, full = (load_config(profile=p) for p in ("tiny", "demo", "full"))
+    assert tiny.profile == "tiny" and full.profile == "full"
+    assert tiny.synth.n_train_source < demo.synth.n_train_source < full.synth.n_train_source
+    assert tiny.detector.baseline_ae.epochs < full.detector.baseline_ae.epochs == 100
+    assert full.synth.n_train_source == 990 and full.synth.n_train_target == 10
+    assert full.synth.n_test_per_condition == 50
+    # same sections whatever the profile
+    assert tiny.model_dump().keys() == full.model_dump().keys()
+    assert full.features.n_mels == 128 and full.features.n_frames == 5 and full.features.hop_length == 512
+
+
+def test_default_profile_is_demo():
+    assert load_config().profile == "demo"
+
+
+def test_user_file_merges_over_profile(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("profile: tiny\ndetector:\n  baseline_ae:\n    epochs: 7\n")
+    cfg = load_config(path)
+    assert cfg.profile == "tiny"
+    assert cfg.detector.baseline_ae.epochs == 7
+    assert cfg.detector.baseline_ae.batch_size == 64  # still the tiny profile's
+
+
+def test_explicit_profile_beats_the_file(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("profile: tiny\n")
+    assert load_config(path, profile="full").profile == "full"
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("detector: [unclosed\n", "malformed YAML"),
+        ("- a\n- b\n", "top level must be a mapping"),
+        ("detector:\n  epochz: 3\n", "detector.epochz"),
+        ("features:\n  n_mels: lots\n", "features.n_mels"),
+        ("profile: huge\n", "unknown profile"),
+    ],
+)
+def test_bad_configs_say_what_and_where(tmp_path, text, fragment):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert fragment in str(err.value)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "absent.yaml")
