@@ -15,7 +15,7 @@ export GX_ANALYTICS_ENABLED := false
 export HF_HUB_OFFLINE ?= 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install test demo lock benchmarks clean
+.PHONY: install test demo lock benchmarks images images-push clean
 
 install: $(STAMP)
 
@@ -39,6 +39,13 @@ benchmarks: $(STAMP)
 	$(PY) benchmarks/features_vs_librosa.py
 	$(PY) benchmarks/synthetic.py
 	$(PY) benchmarks/real_valve.py
+
+# Container images (infra/docker); needs a Docker engine and says so when there is none.
+images: $(STAMP)
+	PY=$(PY) bash scripts/build_images.sh
+
+images-push: $(STAMP)
+	PY=$(PY) bash scripts/build_images.sh --push
 
 # Re-resolve requirements.in into requirements.lock (needs the registries).
 lock:
