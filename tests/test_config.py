@@ -56,3 +56,10 @@ def test_bad_configs_say_what_and_where(tmp_path, text, fragment):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "absent.yaml")
+
+
+def test_tracking_uri_from_the_environment(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.asdflow.svc:5000")
+    assert load_config(profile="tiny").tracking.tracking_uri == "http://mlflow.asdflow.svc:5000"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    assert load_config(profile="tiny").tracking.tracking_uri.startswith("sqlite:///")

@@ -13,6 +13,7 @@ from typing import Optional
 import click
 import typer
 
+from asdflow.cli_models import models_app
 from asdflow.config import AsdflowConfig, load_config
 from asdflow.errors import AsdflowError
 
@@ -20,6 +21,7 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_
                   help="Unsupervised anomalous sound detection for machine condition monitoring.")
 data_app = typer.Typer(no_args_is_help=True, help="Datasets: synthesize, read, validate, download.")
 app.add_typer(data_app, name="data")
+app.add_typer(models_app, name="models")
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config (validated); merged over the profile.")
 ProfileOpt = typer.Option(None, "--profile", "-p", help="tiny | demo | full (default: the config's, else demo).")
@@ -197,16 +199,6 @@ def demo(
     run_demo(workdir, _config(config, profile, quiet))
 
 
-def _mount_optional_apps() -> None:
-    # Sub-apps of other rooms of the library, mounted when their module is present.
-    try:
-        from asdflow.cli_models import models_app
-    except ImportError:
-        return
-    app.add_typer(models_app, name="models")
-
-
-_mount_optional_apps()
 
 
 def main() -> None:

@@ -300,12 +300,18 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return merged
 
 
+def environment_overrides() -> dict[str, Any]:
+    """Settings a cluster injects as environment variables (from Secrets), above the files."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    return {"tracking": {"tracking_uri": uri}} if uri else {}
+
+
 def load_config(
     path: str | Path | None = None,
     profile: str | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> AsdflowConfig:
-    """defaults.yaml <- profiles/<profile>.yaml <- the user's file <- overrides."""
+    """defaults.yaml <- profiles/<profile>.yaml <- the user's file <- environment <- overrides."""
     root = config_dir()
     data: dict[str, Any] = {}
     defaults = root / "defaults.yaml"
@@ -319,6 +325,7 @@ def load_config(
     if profile_file.exists():
         data = deep_merge(data, _read_yaml(profile_file))
     data = deep_merge(data, user)
+    data = deep_merge(data, environment_overrides())
     data = deep_merge(data, overrides or {})
     data["profile"] = chosen
     try:

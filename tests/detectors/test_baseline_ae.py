@@ -112,3 +112,13 @@ def test_gamma_threshold_matches_the_distribution():
     assert gamma_threshold(np.full(5, 4.0)) == 4.0
     with pytest.raises(DetectorError):
         gamma_threshold(np.array([1.0]))
+
+
+def test_corrupt_weights_are_a_detector_error(trained, tmp_path):
+    import shutil
+
+    _, directory = trained
+    copy = shutil.copytree(directory, tmp_path / "copy")
+    (copy / "autoencoder.pt").write_bytes(b"not a torch file")
+    with pytest.raises(DetectorError, match="cannot load"):
+        load_detector(copy)

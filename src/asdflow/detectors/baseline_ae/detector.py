@@ -228,7 +228,7 @@ class BaselineAEDetector(Detector):
         try:
             self.model.load_state_dict(torch.load(directory / "autoencoder.pt", map_location="cpu", weights_only=True))
             arrays = np.load(directory / "statistics.npz")
-        except (FileNotFoundError, RuntimeError) as err:
+        except Exception as err:  # missing, truncated or foreign files: one clear error, whatever torch raises
             raise DetectorError(f"cannot load baseline_ae weights from {directory}: {err}") from None
         self.model.eval()
         self.feature_mean, self.feature_std = arrays["feature_mean"], arrays["feature_std"]

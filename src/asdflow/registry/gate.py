@@ -1,0 +1,313 @@
+"""The promotion gate: challenger against champion, re-measured side by side.
+
+Both `@challenger` and the current `@champion` are loaded from the registry (as
+the pyfunc models the server will run) and score the same pinned evaluation
+manifest in the same step; stored metrics are never trusted, since the champion
+may have been scored on other data or by older code. Then, on `GateConfig.metric`:
+
+- reject: the challenger is below `absolute_floor` (or could not be scored);
+- promote: there is no champion, or the challenger beats it by at least
+  `min_improvement` (and strictly: a tie never displaces a champion);
+- keep: otherwise (also when the challenger already is the champion).
+
+The decision record `gate_decision.json` (both scores, versions, thresholds,
+verdict, reason, the evaluation set's digest) is written to `out_dir` and
+logged to the challenger's run under `gate/`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from asdflow.config import AsdflowConfig, GateConfig, TrackingConfig
+from asdflow.data.manifest import ClipRecord, Manifest
+from asdflow.errors import AsdflowError, EvaluationError
+from asdflow.registry.models import (
+    CHALLENGER,
+    CHAMPION,
+    PromotionResult,
+    RegistryError,
+    alias_version,
+    model_name,
+    promote,
+)
+
+DECISION_FILE = "gate_decision.json"
+Verdict = Literal["promote", "keep", "reject"]
+SCORE_BATCH = 32  # clips per pyfunc predict call
+
+
+class CandidateResult(BaseModel):
+    """One model as the gate measured it on the evaluation set."""
+
+    # a model that could not be scored has NaN scores; keep them NaN through the JSON record
+    model_config = ConfigDict(ser_json_inf_nan="constants")
+
+    alias: str
+    version: str
+    model_uri: str
+    run_id: str | None = None
+    detector_family: str | None = None
+    threshold: float | None = None
+    score: float  # the gate metric
+    official: float
+    auc_source: float
+    auc_target: float
+    pauc: float
+    n_flagged: int  # evaluation clips above the model's threshold
+    seconds: float
+    error: str | None = None  # why it could not be scored (score is then NaN)
+
+
+class GateDecision(BaseModel):
+    model_config = ConfigDict(ser_json_inf_nan="constants")
+
+    machine_type: str
+    model_name: str
+    verdict: Verdict
+    reason: str
+    metric: str
+    absolute_floor: float
+    min_improvement: float
+    challenger: CandidateResult
+    champion: CandidateResult | None = None
+    champion_version_seen: str | None = None  # what promote() must still find at @champion
+    improvement: float | None = None  # challenger - champion on the metric
+    eval_root: str
+    eval_digest: str
+    n_eval_clips: int
+    decided_at: str
+    record_path: str | None = None
+    logged_to_run: str | None = None
+    promotion: PromotionResult | None = None  # filled by apply_decision
+    extra: dict[str, str] = Field(default_factory=dict)
+
+    def save(self, out_dir: str | Path) -> Path:
+        path = Path(out_dir) / DECISION_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.record_path = str(path)
+        path.write_text(self.model_dump_json(indent=2))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "GateDecision":
+        path = Path(path)
+        path = path / DECISION_FILE if path.is_dir() else path
+        try:
+            return cls.model_validate_json(path.read_text())
+        except (OSError, ValueError) as err:
+            raise AsdflowError(f"cannot read a gate decision from {path}: {err}") from None
+
+
+def _configs(config: AsdflowConfig | GateConfig, tracking: TrackingConfig | None) -> tuple[GateConfig, TrackingConfig]:
+    if isinstance(config, AsdflowConfig):
+        return config.gate, tracking or config.tracking
+    return config, tracking or TrackingConfig()
+
+
+def run_gate(
+    machine_type: str,
+    eval_manifest: Manifest,
+    config: AsdflowConfig | GateConfig,
+    out_dir: str | Path,
+    *,
+    tracking: TrackingConfig | None = None,
+    project_dir: str | Path | None = None,
+    challenger_version: str | int | None = None,
+    progress: bool = False,
+) -> GateDecision:
+    """Score `@challenger` (or `challenger_version`) and the current `@champion` on the
+    labelled test clips of `machine_type` in `eval_manifest`, decide, write
+    `out_dir/gate_decision.json`, log it to the challenger's run. Never moves an alias
+    (see `apply_decision`).
+    """
+    import mlflow
+
+    from asdflow.evaluation.metrics import ground_truth_from_manifest
+    from asdflow.registry.tracking import artifact_progress, manifest_digest, tracking_client
+
+    gate, tracking = _configs(config, tracking)
+    client = tracking_client(tracking, project_dir)
+    name = model_name(machine_type, tracking)
+
+    challenger = str(challenger_version) if challenger_version is not None else alias_version(client, name, CHALLENGER)
+    if challenger is None:
+        raise RegistryError(f"{name} has no @{CHALLENGER}: register a {machine_type} detector before the gate")
+    champion = alias_version(client, name, CHAMPION)
+
+    clips = eval_manifest.select(machine_type=machine_type)
+    ground_truth = ground_truth_from_manifest(clips)
+    labelled = {n for n in ground_truth["name"]}
+    clips = Manifest(root=clips.root, records=[r for r in clips.records if r.name in labelled and r.split == "test"])
+    if not clips.records:
+        raise EvaluationError(f"the evaluation manifest {eval_manifest.root} has no labelled {machine_type} test clips")
+
+    audio_cache: dict[int, list[np.ndarray]] = {}
+    with artifact_progress(progress):
+        measured = {CHALLENGER: _measure(client, name, challenger, CHALLENGER, clips, ground_truth, gate,
+                                         audio_cache, progress)}
+        if champion is not None and champion != challenger:
+            measured[CHAMPION] = _measure(client, name, champion, CHAMPION, clips, ground_truth, gate,
+                                          audio_cache, progress)
+
+    verdict, reason, improvement = _decide(measured[CHALLENGER], measured.get(CHAMPION), champion, gate)
+    decision = GateDecision(
+        machine_type=machine_type,
+        model_name=name,
+        verdict=verdict,
+        reason=reason,
+        metric=gate.metric,
+        absolute_floor=gate.absolute_floor,
+        min_improvement=gate.min_improvement,
+        challenger=measured[CHALLENGER],
+        champion=measured.get(CHAMPION),
+        champion_version_seen=champion,
+        improvement=improvement,
+        eval_root=str(eval_manifest.root),
+        eval_digest=manifest_digest(clips),
+        n_eval_clips=len(clips.records),
+        decided_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
+    )
+    path = decision.save(out_dir)
+    run_id = measured[CHALLENGER].run_id
+    try:
+        if run_id is None:
+            experiment = client.get_experiment_by_name(tracking.experiment)
+            run_id = client.create_run(experiment.experiment_id, run_name=f"gate-{machine_type}").info.run_id
+            client.set_terminated(run_id)
+        decision.logged_to_run = run_id
+        path = decision.save(out_dir)
+        client.log_artifact(run_id, str(path), artifact_path="gate")
+        client.set_tag(run_id, "gate_verdict", verdict)
+        client.set_model_version_tag(name, challenger, "gate_verdict", verdict)
+        client.set_model_version_tag(name, challenger, f"gate_{gate.metric}", repr(measured[CHALLENGER].score))
+    except mlflow.exceptions.MlflowException as err:
+        raise RegistryError(f"gate decided {verdict} but could not record it in MLflow: {err}") from None
+    return decision
+
+
+def apply_decision(
+    decision: GateDecision,
+    config: AsdflowConfig | TrackingConfig | None = None,
+    project_dir: str | Path | None = None,
+) -> GateDecision:
+    """Promote the challenger when the verdict says so (guarded by the champion the gate saw);
+    otherwise leave the registry alone. Rewrites the decision record with the outcome."""
+    if decision.verdict == "promote":
+        decision.promotion = promote(
+            decision.machine_type,
+            decision.challenger.version,
+            expected_champion=decision.champion_version_seen,
+            config=config,
+            project_dir=project_dir,
+            reason=decision.reason,
+        )
+        if decision.record_path:
+            path = decision.save(Path(decision.record_path).parent)
+            if decision.logged_to_run:
+                from asdflow.registry.tracking import tracking_client
+
+                tracking = config.tracking if isinstance(config, AsdflowConfig) else config or TrackingConfig()
+                tracking_client(tracking, project_dir).log_artifact(decision.logged_to_run, str(path), artifact_path="gate")
+    return decision
+
+
+def _decide(
+    challenger: CandidateResult, champion: CandidateResult | None, champion_version: str | None, gate: GateConfig
+) -> tuple[Verdict, str, float | None]:
+    metric, ch = gate.metric, challenger.score
+    if challenger.error or not math.isfinite(ch):
+        return "reject", f"challenger v{challenger.version} could not be scored: {challenger.error}", None
+    if ch < gate.absolute_floor:
+        return ("reject",
+                f"challenger v{challenger.version} {metric} {ch:.4f} is below the absolute floor {gate.absolute_floor:.4f}",
+                None)
+    if champion_version is None:
+        return "promote", f"no champion yet; challenger v{challenger.version} {metric} {ch:.4f} clears the floor", None
+    if champion is None:  # the challenger already is the champion
+        return "keep", f"challenger v{challenger.version} already is the champion", 0.0
+    if champion.error or not math.isfinite(champion.score):
+        # a champion that no longer loads or scores must not block a good challenger
+        return ("promote",
+                f"champion v{champion.version} could not be scored ({champion.error}); challenger v{challenger.version} "
+                f"{metric} {ch:.4f} clears the floor", None)
+    gain = ch - champion.score
+    if gain > 0 and gain >= gate.min_improvement:
+        return ("promote",
+                f"challenger v{challenger.version} {metric} {ch:.4f} beats champion v{champion.version} "
+                f"{champion.score:.4f} by {gain:+.4f} (minimum {gate.min_improvement:.4f})", gain)
+    return ("keep",
+            f"challenger v{challenger.version} {metric} {ch:.4f} does not beat champion v{champion.version} "
+            f"{champion.score:.4f} by the minimum {gate.min_improvement:.4f} (difference {gain:+.4f})", gain)
+
+
+def _measure(
+    client, name: str, version: str, alias: str, clips: Manifest, ground_truth: pd.DataFrame,
+    gate: GateConfig, audio_cache: dict[int, list[np.ndarray]], progress: bool,
+) -> CandidateResult:
+    """Load one registered version as a pyfunc and score the clips through its predict()."""
+    import mlflow.pyfunc
+
+    from asdflow.evaluation.metrics import evaluate_scores
+
+    started = time.perf_counter()
+    uri = f"models:/{name}/{version}"  # pinned by number: the alias may move meanwhile
+    tags: dict[str, str] = {}
+    run_id = family = None
+    threshold = None
+    try:
+        mv = client.get_model_version(name, version)
+        tags, run_id = dict(mv.tags or {}), mv.run_id or None
+        model = mlflow.pyfunc.load_model(uri)
+        detector = model.unwrap_python_model().detector
+        family, threshold = detector.family, detector.threshold
+        waveforms = _waveforms(clips.records, int(detector.features.sample_rate), audio_cache, progress)
+        frames = [_input_frame(clips.records[i:i + SCORE_BATCH], waveforms[i:i + SCORE_BATCH])
+                  for i in range(0, len(clips.records), SCORE_BATCH)]
+        out = pd.concat([model.predict(f) for f in frames], ignore_index=True)
+        scores = {r.name: float(s) for r, s in zip(clips.records, out["score"])}
+        report = evaluate_scores(ground_truth, scores)
+        summary = report.machine_types.get(clips.records[0].machine_type, report.overall)
+        return CandidateResult(
+            alias=alias, version=version, model_uri=uri, run_id=run_id, detector_family=family,
+            threshold=threshold, score=float(getattr(summary, gate.metric)), official=summary.official,
+            auc_source=summary.auc_source, auc_target=summary.auc_target, pauc=summary.pauc,
+            n_flagged=int(np.asarray(out["decision"], dtype=bool).sum()), seconds=time.perf_counter() - started,
+        )
+    except Exception as err:  # noqa: BLE001 - a model that fails is judged, not allowed to crash the gate
+        nan = float("nan")
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return CandidateResult(
+            alias=alias, version=version, model_uri=uri, run_id=run_id or tags.get("run_id"),
+            detector_family=family or tags.get("detector_family"), threshold=threshold, score=nan,
+            official=nan, auc_source=nan, auc_target=nan, pauc=nan, n_flagged=0,
+            seconds=time.perf_counter() - started, error=f"{type(err).__name__}: {message}",
+        )
+
+
+def _waveforms(records: list[ClipRecord], sample_rate: int, cache: dict[int, list[np.ndarray]], progress: bool) -> list[np.ndarray]:
+    """Each clip decoded once per sample rate, shared by both models."""
+    if sample_rate not in cache:
+        from asdflow.data.audio import load_audio
+        from asdflow.progress import progress_bar
+
+        cache[sample_rate] = [load_audio(r.path, sample_rate)
+                              for r in progress_bar(records, desc="gate: loading clips", enabled=progress)]
+    return cache[sample_rate]
+
+
+def _input_frame(records: list[ClipRecord], waveforms: list[np.ndarray]) -> pd.DataFrame:
+    return pd.DataFrame({
+        "waveform": list(waveforms),
+        "domain": [r.domain or "" for r in records],
+        "section": [r.section for r in records],
+        "attributes": [json.dumps(r.attributes, sort_keys=True) for r in records],
+    })

@@ -1,0 +1,210 @@
+"""The gate and promotion on a real SQLite MLflow registry, with real baseline autoencoders.
+
+`material.good` and `material.weak` (conftest) are measured outside MLflow; every
+scenario arranges champion and challenger from those measurements.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import mlflow
+import pytest
+from typer.testing import CliRunner
+
+from asdflow.cli_models import models_app
+from asdflow.registry.gate import DECISION_FILE, GateDecision, apply_decision, run_gate
+from asdflow.registry.models import (
+    ChampionChangedError,
+    RegistryError,
+    compare,
+    current_aliases,
+    list_models,
+    promote,
+    register_detector,
+    rollback,
+)
+from asdflow.registry.tracking import log_training_run
+
+MACHINE = "fan"
+NAME = "asd-fan"
+
+
+def _register(detector, config, project_dir) -> str:
+    return register_detector(detector.directory, MACHINE, config, project_dir=project_dir).version
+
+
+def _gate(config, material, tmp_path, out="gate", **gate_settings) -> GateDecision:
+    config = config.model_copy(update={"gate": config.gate.model_copy(update=gate_settings)})
+    return run_gate(MACHINE, material.manifest, config, tmp_path / out, project_dir=tmp_path)
+
+
+def _client(config):
+    return mlflow.MlflowClient(config.tracking.tracking_uri, config.tracking.tracking_uri)
+
+
+def test_first_challenger_is_promoted_above_the_floor_and_rejected_below(tmp_path, material, sqlite_config):
+    good, weak = material.good, material.weak
+    floor = (good.official + weak.official) / 2
+
+    weak_version = _register(weak, sqlite_config, tmp_path)
+    rejected = apply_decision(_gate(sqlite_config, material, tmp_path, "gate1", absolute_floor=floor), sqlite_config)
+    assert rejected.verdict == "reject" and "below the absolute floor" in rejected.reason
+    assert rejected.challenger.version == weak_version and rejected.champion is None
+    assert rejected.challenger.official == pytest.approx(weak.official, abs=1e-6)
+    assert current_aliases(MACHINE, sqlite_config, tmp_path)["champion"] is None
+
+    good_version = _register(good, sqlite_config, tmp_path)
+    decision = _gate(sqlite_config, material, tmp_path, "gate2", absolute_floor=floor)
+    assert decision.verdict == "promote" and "no champion yet" in decision.reason
+    apply_decision(decision, sqlite_config, tmp_path)
+    assert decision.promotion is not None and decision.promotion.action == "promoted"
+    assert current_aliases(MACHINE, sqlite_config, tmp_path) == {"champion": good_version, "challenger": good_version}
+    assert _client(sqlite_config).get_model_version(NAME, good_version).tags["previous_champion"] == "none"
+
+    record = json.loads((tmp_path / "gate2" / DECISION_FILE).read_text())
+    assert record["verdict"] == "promote" and record["challenger"]["version"] == good_version
+    assert record["metric"] == "official" and record["absolute_floor"] == pytest.approx(floor)
+    assert record["promotion"]["version"] == good_version
+    # the record also sits in the challenger's run
+    run_id = decision.challenger.run_id
+    logged = [f.path for f in _client(sqlite_config).list_artifacts(run_id, "gate")]
+    assert logged == [f"gate/{DECISION_FILE}"]
+
+
+def test_better_challenger_is_promoted_on_measured_not_stored_scores(tmp_path, material, sqlite_config):
+    good, weak = material.good, material.weak
+    champion = _register(weak, sqlite_config, tmp_path)
+    promote(MACHINE, champion, expected_champion=None, config=sqlite_config, project_dir=tmp_path)
+    # a stored score that flatters the champion must not matter: the gate re-measures it
+    _client(sqlite_config).set_model_version_tag(NAME, champion, "official", "0.999")
+    challenger = _register(good, sqlite_config, tmp_path)
+
+    decision = _gate(sqlite_config, material, tmp_path, absolute_floor=0.0, min_improvement=0.01)
+    assert decision.champion is not None and decision.champion.version == champion
+    assert decision.champion.official == pytest.approx(weak.official, abs=1e-6)
+    assert decision.challenger.official == pytest.approx(good.official, abs=1e-6)
+    assert decision.improvement == pytest.approx(good.official - weak.official, abs=1e-6)
+    assert decision.verdict == "promote" and decision.champion_version_seen == champion
+
+    apply_decision(decision, sqlite_config, tmp_path)
+    assert current_aliases(MACHINE, sqlite_config, tmp_path)["champion"] == challenger
+    client = _client(sqlite_config)
+    assert client.get_model_version(NAME, challenger).tags["previous_champion"] == champion
+    assert client.get_registered_model(NAME).tags["previous_champion"] == champion
+    assert client.get_model_version(NAME, challenger).tags["gate_verdict"] == "promote"
+
+
+def test_worse_challenger_is_kept_out_and_min_improvement_holds(tmp_path, material, sqlite_config):
+    good, weak = material.good, material.weak
+    champion = _register(good, sqlite_config, tmp_path)
+    promote(MACHINE, champion, expected_champion=None, config=sqlite_config, project_dir=tmp_path)
+    _register(weak, sqlite_config, tmp_path)
+
+    decision = apply_decision(_gate(sqlite_config, material, tmp_path, absolute_floor=0.0), sqlite_config, tmp_path)
+    assert decision.verdict == "keep" and decision.promotion is None
+    assert decision.champion.official > decision.challenger.official
+    assert current_aliases(MACHINE, sqlite_config, tmp_path)["champion"] == champion
+
+    # the reverse pair, but the required margin is larger than the measured gain: keep
+    _register(good, sqlite_config, tmp_path)
+    weak_champion = register_detector(weak.directory, MACHINE, sqlite_config, project_dir=tmp_path, alias=None).version
+    promote(MACHINE, weak_champion, expected_champion=champion, config=sqlite_config, project_dir=tmp_path)
+    margin = (good.official - weak.official) + 0.01
+    decision = _gate(sqlite_config, material, tmp_path, "gate_margin", absolute_floor=0.0, min_improvement=margin)
+    assert decision.verdict == "keep" and decision.improvement > 0
+    assert f"minimum {margin:.4f}" in decision.reason
+    assert current_aliases(MACHINE, sqlite_config, tmp_path)["champion"] == weak_champion
+
+
+def test_promotion_is_refused_when_the_champion_moved_after_the_gate(tmp_path, material, sqlite_config):
+    first = _register(material.weak, sqlite_config, tmp_path)
+    promote(MACHINE, first, expected_champion=None, config=sqlite_config, project_dir=tmp_path)
+    _register(material.good, sqlite_config, tmp_path)
+    decision = _gate(sqlite_config, material, tmp_path, absolute_floor=0.0)
+    assert decision.verdict == "promote" and decision.champion_version_seen == first
+
+    # meanwhile another pipeline run promotes its own model
+    other = register_detector(material.weak.directory, MACHINE, sqlite_config, project_dir=tmp_path, alias=None).version
+    promote(MACHINE, other, expected_champion=first, config=sqlite_config, project_dir=tmp_path)
+
+    with pytest.raises(ChampionChangedError, match=rf"is version {other}.*against version {first}"):
+        apply_decision(decision, sqlite_config, tmp_path)
+    assert current_aliases(MACHINE, sqlite_config, tmp_path)["champion"] == other
+
+
+def test_rollback_walks_back_the_promotions(tmp_path, material, sqlite_config):
+    v1 = _register(material.weak, sqlite_config, tmp_path)
+    v2 = _register(material.good, sqlite_config, tmp_path)
+    promote(MACHINE, v1, None, sqlite_config, tmp_path)
+    promote(MACHINE, v2, v1, sqlite_config, tmp_path)
+
+    listed = {v.version: v.aliases for v in list_models(MACHINE, sqlite_config, tmp_path)}
+    assert listed == {v2: ["champion", "challenger"], v1: []}
+    result = rollback(MACHINE, sqlite_config, tmp_path)
+    assert (result.version, result.previous_champion, result.action) == (v1, v2, "rolled_back")
+    assert current_aliases(MACHINE, sqlite_config, tmp_path)["champion"] == v1
+    comparison = compare(MACHINE, sqlite_config, tmp_path)
+    assert (comparison.champion.version, comparison.challenger.version) == (v1, v2)
+    with pytest.raises(RegistryError, match="no recorded previous champion"):
+        rollback(MACHINE, sqlite_config, tmp_path)
+
+
+def test_models_cli_lists_compares_promotes_and_rolls_back(tmp_path, material, sqlite_config):
+    v1 = _register(material.weak, sqlite_config, tmp_path)  # no scores logged for it: shown as "-"
+    good = material.good
+    run = log_training_run(MACHINE, sqlite_config, scores=good.scores, eval_manifest=material.fan,
+                           detector_dir=good.directory, project_dir=tmp_path)
+    v2 = register_detector(good.directory, MACHINE, sqlite_config, run_id=run.run_id, project_dir=tmp_path).version
+    config_file = tmp_path / "asdflow.yaml"
+    config_file.write_text(json.dumps({"profile": "tiny", "tracking": sqlite_config.tracking.model_dump()}))
+    runner = CliRunner()
+
+    def cli(*args):
+        return runner.invoke(models_app, [*args, "--config", str(config_file)])
+
+    promoted = cli("promote", MACHINE, v1, "--expect-champion", "none")
+    assert promoted.exit_code == 0, promoted.output
+    assert f"@champion -> version {v1} (was no champion)" in promoted.output
+    refused = cli("promote", MACHINE, v2, "--expect-champion", v2)
+    assert refused.exit_code == 1 and "Traceback" not in refused.output
+    assert refused.output.strip().splitlines() == [
+        f"error: {NAME}@champion is version {v1}, but the decision to promote version {v2} was made "
+        f"against version {v2}: re-run the gate before promoting"
+    ]
+    assert cli("promote", MACHINE, v2).exit_code == 0
+
+    listing = cli("list", MACHINE)
+    assert listing.exit_code == 0, listing.output
+    lines = listing.output.splitlines()
+    assert lines[0].split()[:3] == ["version", "aliases", "official"]
+    assert lines[1].split()[:3] == [v2, "champion,challenger", f"{material.good.official:.4f}"]
+    assert lines[2].split()[:3] == [v1, "-", "-"]
+    as_json = json.loads(cli("list", MACHINE, "--json").output)
+    assert [v["version"] for v in as_json] == [v2, v1]
+
+    compared = cli("compare", MACHINE)
+    assert compared.exit_code == 0 and compared.output.splitlines()[1].split() == ["version", v2, v2]
+    rolled = cli("rollback", MACHINE)
+    assert rolled.exit_code == 0 and f"@champion -> version {v1} (rolled back from version {v2})" in rolled.output
+    missing = cli("compare", "no_such_machine")
+    assert missing.exit_code == 1 and missing.output.strip() == (
+        "error: no registered model asd-no_such_machine: train and register a no_such_machine detector first"
+    )
+
+
+def test_a_challenger_that_cannot_score_is_rejected_with_the_reason(tmp_path, material, sqlite_config):
+    broken = tmp_path / "broken_detector"
+    shutil.copytree(material.good.directory, broken)
+    (broken / "autoencoder.pt").write_bytes(b"not a torch file")
+    register_detector(broken, MACHINE, sqlite_config, project_dir=tmp_path)
+
+    decision = apply_decision(_gate(sqlite_config, material, tmp_path, absolute_floor=0.0), sqlite_config, tmp_path)
+    assert decision.verdict == "reject" and decision.promotion is None
+    assert decision.reason.startswith("challenger v1 could not be scored: ") and decision.challenger.error
+    assert math.isnan(decision.challenger.official) and decision.challenger.n_flagged == 0
+    assert current_aliases(MACHINE, sqlite_config, tmp_path)["champion"] is None
+    saved = GateDecision.load(tmp_path / "gate")
+    assert saved.verdict == "reject" and saved.challenger.error == decision.challenger.error
