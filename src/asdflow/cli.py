@@ -13,6 +13,7 @@ from typing import Optional
 import click
 import typer
 
+from asdflow.cli_data_version import data_version
 from asdflow.cli_models import models_app
 from asdflow.config import AsdflowConfig, load_config
 from asdflow.errors import AsdflowError
@@ -22,6 +23,7 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_
 data_app = typer.Typer(no_args_is_help=True, help="Datasets: synthesize, read, validate, download.")
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
+data_app.command("version")(data_version)
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config (validated); merged over the profile.")
 ProfileOpt = typer.Option(None, "--profile", "-p", help="tiny | demo | full (default: the config's, else demo).")

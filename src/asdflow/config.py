@@ -223,7 +223,7 @@ class ServingConfig(StrictModel):
     reload_interval_s: float = Field(10.0, gt=0)  # how often the server looks for a newly promoted champion
     workers: int = Field(1, ge=1)  # server processes, each holding every model
     threads: int = Field(2, ge=1)  # scoring threads per worker (torch and BLAS release the GIL)
-    max_batch_size: int = Field(32, ge=1)  # adaptive batching of /score_batch
+    max_batch_size: int = Field(32, ge=2)  # adaptive batching of /score_batch (BentoML wants > 1)
     max_latency_ms: int = Field(2000, ge=1)  # a batch waits at most this long (BentoML adaptive batching)
     timeout_s: int = Field(60, ge=1)  # per request
 
