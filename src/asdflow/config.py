@@ -35,6 +35,7 @@ class FeatureConfig(StrictModel):
     power: float = 2.0
     n_frames: int = 5  # frames stacked into one input vector
     log_offset: float = 1e-8  # inside the log, so silence maps to a finite value
+    torch_threads: int | None = 1  # intra-op threads for the STFT (None: torch's default)
 
 
 class BaselineAEConfig(StrictModel):
