@@ -59,7 +59,13 @@ def test_missing_config_file(tmp_path):
 
 
 def test_tracking_uri_from_the_environment(monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.asdflow.svc:5000")
+    from asdflow import config as config_module
+
+    cluster = {"MLFLOW_TRACKING_URI": "http://mlflow.asdflow.svc:5000"}
+    assert config_module.environment_overrides(cluster) == {"tracking": {"tracking_uri": cluster["MLFLOW_TRACKING_URI"]}}
+    monkeypatch.setattr(config_module, "_PROCESS_ENVIRONMENT", cluster)
     assert load_config(profile="tiny").tracking.tracking_uri == "http://mlflow.asdflow.svc:5000"
-    monkeypatch.delenv("MLFLOW_TRACKING_URI")
-    assert load_config(profile="tiny").tracking.tracking_uri.startswith("sqlite:///")
+    # set later in the process (as mlflow.set_tracking_uri does): not a cluster setting, ignored
+    monkeypatch.setattr(config_module, "_PROCESS_ENVIRONMENT", {})
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////tmp/elsewhere.db")
+    assert load_config(profile="tiny").tracking.tracking_uri.startswith("sqlite:///mlruns")

@@ -48,7 +48,7 @@ class BaselineAEConfig(StrictModel):
     batch_size: int = 256
     learning_rate: float = 1e-3
     validation_fraction: float = 0.1
-    score: Literal["mse", "mahalanobis"] = "mahalanobis"
+    score: Literal["mse", "mahalanobis"] = "mse"
     max_frames_per_clip: int | None = None  # subsample stacked frames for speed (None: all)
     num_threads: int | None = 1  # torch threads while training/scoring (None: torch's default)
 
@@ -301,9 +301,14 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return merged
 
 
-def environment_overrides() -> dict[str, Any]:
+# Read once, when this module is first imported: `mlflow.set_tracking_uri` writes the same
+# variable into os.environ, so a later read would see whichever store the process used last.
+_PROCESS_ENVIRONMENT = {"MLFLOW_TRACKING_URI": os.environ.get("MLFLOW_TRACKING_URI")}
+
+
+def environment_overrides(environ: dict[str, str | None] | None = None) -> dict[str, Any]:
     """Settings a cluster injects as environment variables (from Secrets), above the files."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    uri = (_PROCESS_ENVIRONMENT if environ is None else environ).get("MLFLOW_TRACKING_URI")
     return {"tracking": {"tracking_uri": uri}} if uri else {}
 
 
