@@ -1,0 +1,230 @@
+"""The champions the server scores with: `models:/asd-<machine_type>@champion`, kept current.
+
+One `ChampionStore` per server process holds, per machine type, the loaded detector of
+the version `@champion` points to. A background thread re-resolves the alias every
+`serving.reload_interval_s`; when it moved (a promotion, a rollback), the new version is
+loaded and warmed on that thread while requests go on with the old one, then swapped
+in with one assignment, so a request sees either the old model or the new one, whole.
+A failed load keeps the old model and says why in `status()`.
+
+The detector is taken out of the registered pyfunc model (its `detector` artifact, read
+back by `load_detector` in the pyfunc's load_context) and called directly, batch by
+batch, instead of through pyfunc predict's DataFrame round trip.
+
+No BentoML here: serving/service.py wraps this in the HTTP service.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from asdflow.config import AsdflowConfig
+from asdflow.detectors.base import Detector
+from asdflow.errors import AsdflowError
+from asdflow.serving_io import ClipLimits
+
+log = logging.getLogger("asdflow.serving")
+
+WARMUP_SECONDS = 2.0  # the dummy clip scored before a model counts as ready
+
+
+@dataclass(frozen=True)
+class LoadedChampion:
+    machine_type: str
+    name: str  # registered model name, asd-<machine_type>
+    version: str
+    detector: Detector
+    limits: ClipLimits
+    loaded_at: float  # time.time()
+    load_seconds: float
+
+
+@dataclass
+class _Slot:
+    model: LoadedChampion | None = None
+    error: str | None = None  # the last problem seen resolving or loading this machine type
+    checked_at: float | None = None
+
+
+class ChampionStore:
+    def __init__(
+        self,
+        config: AsdflowConfig,
+        project_dir: str | Path | None = None,
+        on_swap: Callable[[LoadedChampion], None] | None = None,
+    ):
+        from asdflow.registry.tracking import resolve_tracking
+
+        self.config = config
+        self.machine_types = list(config.serving.machine_types)
+        self.tracking = resolve_tracking(config.tracking, project_dir)
+        self._slots = {mt: _Slot() for mt in self.machine_types}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._client = None
+        self._refresh_lock = threading.Lock()
+        self._on_swap = on_swap
+
+    # -- reading (request threads) -------------------------------------------------
+    def get(self, machine_type: str) -> LoadedChampion | None:
+        slot = self._slots.get(machine_type)
+        return slot.model if slot else None
+
+    def ready(self) -> bool:
+        """Every configured machine type has a loaded, warmed champion."""
+        return all(slot.model is not None for slot in self._slots.values())
+
+    def status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"ready": self.ready(), "tracking_uri": _without_credentials(self.tracking.tracking_uri),
+                               "models": {}}
+        for mt, slot in self._slots.items():
+            model = slot.model
+            out["models"][mt] = {
+                "name": self.model_name(mt),
+                "version": model.version if model else None,
+                "loaded_at": model.loaded_at if model else None,
+                "load_seconds": round(model.load_seconds, 3) if model else None,
+                "threshold": float(model.detector.threshold) if model and model.detector.threshold is not None else None,
+                "error": slot.error,
+                "checked_at": slot.checked_at,
+            }
+        return out
+
+    def model_name(self, machine_type: str) -> str:
+        from asdflow.registry.models import model_name
+
+        return model_name(machine_type, self.tracking)
+
+    # -- the reload thread ------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="asdflow-champion-reload", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        interval = self.config.serving.reload_interval_s
+        while not self._stop.is_set():
+            self.refresh()
+            self._stop.wait(interval)
+
+    def refresh(self) -> dict[str, str]:
+        """One pass: resolve every @champion, load and swap in those that changed.
+
+        Returns machine type -> what happened ("loaded <v>", "unchanged", "error: ...").
+        """
+        with self._refresh_lock:
+            return {mt: self._refresh_one(mt) for mt in self.machine_types}
+
+    def _refresh_one(self, machine_type: str) -> str:
+        slot = self._slots[machine_type]
+        slot.checked_at = time.time()
+        name = self.model_name(machine_type)
+        try:
+            version = self._champion_version(name)
+        except Exception as err:  # the store is unreachable: keep serving what is loaded
+            return self._failed(slot, f"cannot resolve {name}@champion: {_one_line(err)}")
+        if version is None:
+            serving = f"; still serving version {slot.model.version}" if slot.model else ""
+            return self._failed(slot, f"{name} has no @champion alias{serving}")
+        if slot.model is not None and slot.model.version == version:
+            slot.error = None
+            return "unchanged"
+        try:
+            model = self._load(machine_type, name, version)
+        except Exception as err:  # a broken version never replaces a working one
+            serving = f"; still serving version {slot.model.version}" if slot.model else ""
+            return self._failed(slot, f"cannot load {name} version {version}: {_one_line(err)}{serving}")
+        previous = slot.model.version if slot.model else None
+        slot.model = model  # the swap: one reference assignment, atomic for readers
+        slot.error = None
+        if self._on_swap is not None:
+            self._on_swap(model)
+        log.info("%s: serving version %s (was %s), loaded and warmed in %.2f s",
+                 name, version, previous or "none", model.load_seconds)
+        return f"loaded {version}"
+
+    def _failed(self, slot: _Slot, message: str) -> str:
+        if slot.error != message:  # log each new problem once, not every interval
+            log.warning(message)
+        slot.error = message
+        return f"error: {message}"
+
+    # -- MLflow -----------------------------------------------------------------------
+    def _mlflow_client(self):
+        if self._client is None:
+            import mlflow
+
+            uri = self.tracking.tracking_uri
+            # pyfunc.load_model("models:/...") reads the process-wide URIs
+            mlflow.set_tracking_uri(uri)
+            mlflow.set_registry_uri(uri)
+            self._client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+        return self._client
+
+    def _champion_version(self, name: str) -> str | None:
+        from asdflow.registry.models import CHAMPION, alias_version
+
+        return alias_version(self._mlflow_client(), name, CHAMPION)
+
+    def _load(self, machine_type: str, name: str, version: str) -> LoadedChampion:
+        import mlflow.pyfunc
+
+        from asdflow.registry.tracking import artifact_progress
+
+        started = time.perf_counter()
+        self._mlflow_client()
+        with artifact_progress(False):
+            pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+        detector = getattr(pyfunc.unwrap_python_model(), "detector", None)
+        if not isinstance(detector, Detector):
+            raise AsdflowError(f"{name} version {version} is not an asdflow detector model")
+        if detector.threshold is None:
+            raise AsdflowError(f"{name} version {version} has no decision threshold")
+        if detector.machine_type not in (None, machine_type):
+            raise AsdflowError(f"{name} version {version} holds a {detector.machine_type} detector")
+        limits = ClipLimits.from_config(self.config.serving, detector.features.sample_rate)
+        warm_up(detector, limits)
+        return LoadedChampion(
+            machine_type=machine_type, name=name, version=str(version), detector=detector, limits=limits,
+            loaded_at=time.time(), load_seconds=time.perf_counter() - started,
+        )
+
+
+def warm_up(detector: Detector, limits: ClipLimits) -> float:
+    """One dummy inference (lazy modules built, first-call costs paid); its score must be finite."""
+    seconds = min(max(WARMUP_SECONDS, limits.min_seconds), limits.max_seconds)
+    noise = np.random.default_rng(0).standard_normal(int(seconds * limits.target_sr)).astype(np.float32) * 0.01
+    score = float(np.asarray(detector.score_waveforms([noise]))[0])
+    if not np.isfinite(score):
+        raise AsdflowError(f"warm-up inference gave a non-finite score ({score})")
+    return score
+
+
+def _without_credentials(uri: str) -> str:
+    """http://user:secret@host/ -> http://host/ (the status endpoint is not the place for secrets)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+def _one_line(err: Exception) -> str:
+    text = getattr(err, "message", None) or str(err)
+    text = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+    return text if isinstance(err, AsdflowError) else f"{type(err).__name__}: {text}"
