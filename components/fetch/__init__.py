@@ -1,0 +1,1 @@
+"""The fetch component (component.py)."""

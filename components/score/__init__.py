@@ -1,0 +1,1 @@
+"""The score component (component.py)."""
