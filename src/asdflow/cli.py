@@ -15,6 +15,8 @@ import typer
 
 from asdflow.cli_data_version import data_version
 from asdflow.cli_models import models_app
+from asdflow.cli_pipeline import pipeline_app
+from asdflow.cli_serve import serve
 from asdflow.config import AsdflowConfig, load_config
 from asdflow.errors import AsdflowError
 
@@ -24,6 +26,8 @@ data_app = typer.Typer(no_args_is_help=True, help="Datasets: synthesize, read, v
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
 data_app.command("version")(data_version)
+app.add_typer(pipeline_app, name="pipeline")
+app.command("serve")(serve)
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config (validated); merged over the profile.")
 ProfileOpt = typer.Option(None, "--profile", "-p", help="tiny | demo | full (default: the config's, else demo).")
@@ -190,17 +194,16 @@ def evaluate(
 
 @app.command("demo")
 def demo(
-    workdir: Path = typer.Option(Path("demo_run"), help="Where the demo writes data, models and reports."),
+    project: Path = typer.Option(Path("."), help="The project folder: data/, data.dvc, runs/ and mlruns/ live here."),
     config: Optional[Path] = ConfigOpt,
     profile: Optional[str] = ProfileOpt,
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ):
-    """The main job on one machine: synthesize, train, score, evaluate, print the scores."""
+    """The main job on this machine: synthesize, version (DVC), run the KFP pipeline locally, gate and
+    promote in MLflow, serve the champions with BentoML and score clips over HTTP."""
     from asdflow.demo import run_demo
 
-    run_demo(workdir, _config(config, profile, quiet))
-
-
+    run_demo(project, _config(config, profile, quiet))
 
 
 def main() -> None:
