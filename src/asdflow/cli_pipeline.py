@@ -160,10 +160,16 @@ def results_table(results) -> str:
         return now + (f" (was v{r.champion_before})" if r.champion_before and r.champion_before != r.champion_after
                       else "")
 
-    header = ("machine type", "official", "AUC source", "AUC target", "pAUC", "challenger", "gate", "champion")
+    def versus(r) -> str:  # both measured by the gate, on the same clips, in the same step
+        if r.champion_before_score is None:
+            return f"{r.challenger_score:.4f} vs -"
+        return f"{r.challenger_score:.4f} vs {r.champion_before_score:.4f}"
+
+    header = ("machine type", "official", "AUC source", "AUC target", "pAUC", "challenger", "gate",
+              "challenger vs champion", "champion")
     rows = [header] + [(
         r.machine_type, f"{r.official:.4f}", f"{r.auc_source:.4f}", f"{r.auc_target:.4f}", f"{r.pauc:.4f}",
-        f"v{r.challenger_version}", r.verdict, champion(r),
+        f"v{r.challenger_version}", r.verdict, versus(r), champion(r),
     ) for r in results]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
