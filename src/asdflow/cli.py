@@ -182,8 +182,8 @@ def evaluate(
     from asdflow.jobs import evaluate_clips, load_dataset, read_scores
 
     manifest = load_dataset(data, False)
-    machines = machine_type or [p.name for p in sorted(scores.iterdir()) if (p / "scores.csv").exists()] \
-        if scores.is_dir() else []
+    found = [p.name for p in sorted(scores.iterdir()) if (p / "scores.csv").exists()] if scores.is_dir() else []
+    machines = machine_type or found
     if not machines:
         raise AsdflowError(f"no scores.csv under {scores}: run `asdflow score` first")
     frame = pd.concat([read_scores(scores / m) for m in machines])
@@ -217,7 +217,8 @@ def main() -> None:
     except click.exceptions.Abort:
         sys.exit(1)
     except AsdflowError as err:
-        typer.echo(f"asdflow: error: {err}", err=True)
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        typer.echo(f"asdflow: error: {lines[0] if lines else type(err).__name__}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)

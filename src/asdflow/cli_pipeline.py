@@ -197,6 +197,7 @@ def submit_command(
     """Compile and submit to Kubeflow Pipelines: one run per machine type (training) or one fleet run."""
     import tempfile
 
+    ensure_pipelines_importable()  # pipelines/ sits beside src/, whatever the working directory
     from pipelines.remote import submit_run
 
     cfg = _config(config, profile)
@@ -238,6 +239,8 @@ def schedule_command(
     import tempfile
 
     from asdflow.schedules import load_schedules
+
+    ensure_pipelines_importable()
     from pipelines.remote import reconcile_schedules
 
     schedules = load_schedules(file)

@@ -116,13 +116,14 @@ def read_scores(scores_csv: str | Path) -> pd.DataFrame:
 
 def evaluate_clips(scores: pd.DataFrame, manifest: Manifest, out_dir: str | Path, threshold: float | None = None):
     """Official DCASE score of scored clips against the manifest's ground truth, with plots."""
-    from asdflow.evaluation.metrics import evaluate_scores, ground_truth_from_manifest
+    from asdflow.evaluation.metrics import clip_key, evaluate_scores, ground_truth_from_manifest
     from asdflow.evaluation.plots import plot_roc, plot_score_histogram
 
     machine_types = sorted(set(scores["machine_type"]))
     truth = ground_truth_from_manifest(manifest)
     truth = truth[truth["machine_type"].isin(machine_types)]
-    values = dict(zip(scores["name"], scores["score"]))
+    # machine_type/name keys: eval and 2020 file names repeat across machine types
+    values = {clip_key(m, n): s for m, n, s in zip(scores["machine_type"], scores["name"], scores["score"])}
     report = evaluate_scores(truth, values)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ import torch
 
 @contextmanager
 def torch_threads(n: int | None) -> Iterator[None]:
-    if not n:
+    if not n or torch.get_num_threads() == n:  # nothing to change: leave the process-wide setting alone
         yield
         return
     previous = torch.get_num_threads()
