@@ -88,8 +88,10 @@ def test_cli_runs_the_training_pipeline_and_reports_the_gate(cli_run, training_r
     (line,) = [line for line in cli_run.output.splitlines() if line.startswith("fan:")]
     assert line.startswith("fan: gate promote (no champion yet; challenger v1 official")
     header, row = [line.split() for line in cli_run.output.splitlines() if line.startswith(("machine type", "fan "))]
-    assert header[-3:] == ["challenger", "gate", "champion"]
-    assert row[0] == "fan" and row[-3:] == ["v1", "promote", "v1"] and 0.7 < float(row[1]) <= 1
+    assert header[-6:] == ["challenger", "gate", "challenger", "vs", "champion", "champion"]
+    # no champion before this run: the gate measured the challenger only
+    assert row[0] == "fan" and row[-6:-4] == ["v1", "promote"] and row[-3:] == ["vs", "-", "v1"]
+    assert 0.7 < float(row[1]) <= 1 and 0 < float(row[-4]) <= 1
     assert Path(training_run.run_dir).parent == Path(training_run.pipeline_root)
     assert f"MLflow store: {tracking['tracking_uri']}" in cli_run.output
 
