@@ -16,6 +16,7 @@ import typer
 from asdflow.cli_data_version import data_version
 from asdflow.cli_models import models_app
 from asdflow.cli_pipeline import pipeline_app
+from asdflow.cli_separate import separate, separate_train
 from asdflow.cli_serve import serve
 from asdflow.config import AsdflowConfig, load_config
 from asdflow.errors import AsdflowError
@@ -28,6 +29,10 @@ app.add_typer(models_app, name="models")
 data_app.command("version")(data_version)
 app.add_typer(pipeline_app, name="pipeline")
 app.command("serve")(serve)
+separation_app = typer.Typer(no_args_is_help=True, help="Separation: train the Conv-TasNet separator.")
+app.add_typer(separation_app, name="separation")
+separation_app.command("train")(separate_train)
+app.command("separate")(separate)
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config (validated); merged over the profile.")
 ProfileOpt = typer.Option(None, "--profile", "-p", help="tiny | demo | full (default: the config's, else demo).")

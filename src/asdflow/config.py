@@ -254,6 +254,40 @@ class DataVersionConfig(StrictModel):
         return Path(value).as_posix()
 
 
+class SeparationConfig(StrictModel):
+    """Conv-TasNet separation stage (machine, noise); class defaults = the paper's sizes."""
+
+    enabled: bool = False
+    # Conv-TasNet sizes (Luo & Mesgarani): encoder filters N, kernel L, bottleneck B,
+    # conv channels H, conv kernel P, blocks per repeat X, repeats R
+    N: int = Field(512, ge=1)
+    L: int = Field(16, ge=2)
+    B: int = Field(128, ge=1)
+    H: int = Field(512, ge=1)
+    P: int = Field(3, ge=1)
+    X: int = Field(8, ge=1)
+    R: int = Field(3, ge=1)
+    sample_rate: int = Field(16000, ge=8000)
+    segment_seconds: float = Field(4.0, gt=0)  # training mixture length
+    snr_db: tuple[float, float] = (-5.0, 5.0)  # machine-to-noise SNR range of training mixtures
+    gain_db: tuple[float, float] = (-6.0, 6.0)  # random overall gain of each mixture
+    batch_size: int = Field(4, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)
+    steps: int = Field(2000, ge=1)
+    checkpoint_every: int = Field(100, ge=1)
+    chunk_seconds: float = Field(4.0, gt=0)  # denoising: chunk length
+    overlap: float = Field(0.5, ge=0, lt=1)  # denoising: overlap fraction between chunks
+    use: Literal["original", "separated", "both"] = "original"
+    seed: int = Field(0, ge=0)
+
+    @field_validator("snr_db", "gain_db")
+    @classmethod
+    def _ordered_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if value[0] > value[1]:
+            raise ValueError(f"range {list(value)}: the low end comes first")
+        return value
+
+
 class AsdflowConfig(StrictModel):
     profile: Literal["tiny", "demo", "full"] = "demo"
     seed: int = 0
@@ -266,6 +300,7 @@ class AsdflowConfig(StrictModel):
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
     data: DataVersionConfig = Field(default_factory=DataVersionConfig)
+    separation: SeparationConfig = Field(default_factory=SeparationConfig)
     progress: bool = True  # progress bars on long work
 
 
