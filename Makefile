@@ -39,6 +39,7 @@ benchmarks: $(STAMP)
 	$(PY) benchmarks/features_vs_librosa.py
 	$(PY) benchmarks/synthetic.py
 	$(PY) benchmarks/real_valve.py
+	$(PY) benchmarks/serving.py
 
 # Container images (infra/docker); needs a Docker engine and says so when there is none.
 images: $(STAMP)
