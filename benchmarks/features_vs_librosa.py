@@ -91,84 +91,11 @@ def librosa_logmel_stacked(waves: list[np.ndarray], config, chunk: int = 8) -> l
     return out
 
 
-def banded_mel_blocks(fbanks, n_groups: int = 8) -> list[tuple[int, int, int, int, "torch.Tensor"]]:
-    """Split the (bins, mels) filterbank into groups of mels with the bin range each group touches.
-
-    Triangular mel filters are banded: each FFT bin feeds at most two filters, so a
-    group of adjacent filters needs only a slice of bins. n_groups small dense matmuls
-    over ~540 bin-rows in all replace one 513 x 128 product: ~8x fewer FLOPs, the
-    same numbers (only exact zeros are skipped).
-    """
-    n_mels = fbanks.shape[1]
-    edges = [round(i * n_mels / n_groups) for i in range(n_groups + 1)]
-    blocks = []
-    for lo_mel, hi_mel in zip(edges[:-1], edges[1:]):
-        rows = (fbanks[:, lo_mel:hi_mel] != 0).any(dim=1).nonzero().flatten()
-        lo_bin, hi_bin = (int(rows.min()), int(rows.max()) + 1) if len(rows) else (0, 1)
-        blocks.append((lo_bin, hi_bin, lo_mel, hi_mel, fbanks[lo_bin:hi_bin, lo_mel:hi_mel].contiguous()))
-    return blocks
-
-
-def make_prototype(config, chunk: int = 8) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
-    """A candidate for logmel.py (not the shipped code): the same log-mel, computed faster.
-
-    Differences from torchaudio.transforms.MelSpectrogram (same window, padding, filterbank):
-    1. the power and the mel projection run frames-major: torch.stft returns
-       (batch, bins, frames) as a transposed view of contiguous (batch, frames, bins)
-       memory, so `.transpose(-1, -2)` gives contiguous data and no op walks memory
-       with a stride;
-    2. power as re**2 + im**2 (no sqrt then square);
-    3. the mel projection as banded block matmuls (banded_mel_blocks);
-    4. chunks of a few clips, so the intermediates stay in cache.
-    """
-    import torch
-    import torchaudio.functional as AF
-
-    n_fft, hop = config.n_fft, config.hop_length
-    window = torch.hann_window(n_fft)
-    fbanks = AF.melscale_fbanks(
-        n_fft // 2 + 1, 0.0, config.sample_rate / 2, config.n_mels, config.sample_rate, norm=None, mel_scale="htk"
-    )
-    blocks = banded_mel_blocks(fbanks)
-
-    @torch.no_grad()
-    def compute(waves: list[np.ndarray]) -> list[np.ndarray]:
-        out: list[np.ndarray] = []
-        for start in range(0, len(waves), chunk):
-            x = torch.from_numpy(np.stack(waves[start : start + chunk]))
-            spectrum = torch.stft(
-                x, n_fft, hop, window=window, center=True, pad_mode="reflect", return_complex=True
-            ).transpose(-1, -2)  # (batch, frames, bins), contiguous
-            power = spectrum.real.square() + spectrum.imag.square()
-            mel = torch.cat([power[..., lo:hi] @ weights for lo, hi, _, _, weights in blocks], dim=-1)
-            out.extend((10.0 * torch.log10(mel + config.log_offset)).transpose(-1, -2).numpy())
-        return out
-
-    return compute
-
-
-def with_torch_threads(n_threads: int, fn: Callable, *args):
-    """Run fn with torch's intra-op thread count set to n_threads, then restore it.
-
-    On a 2-core machine shared with other processes, two OpenMP threads wait at every
-    op's barrier for a core that is busy elsewhere; one thread does not.
-    """
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n_threads)
-    try:
-        return fn(*args)
-    finally:
-        torch.set_num_threads(before)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clips", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    parser.add_argument("--no-prototype", action="store_true", help="skip the logmel.py candidate")
     args = parser.parse_args()
 
     import torch
@@ -192,10 +119,6 @@ def main() -> int:
         "librosa (per clip)": lambda: librosa_logmel(waves, config),
         "librosa (stacked 2-D, 8 clips)": lambda: librosa_logmel_stacked(waves, config),
     }
-    if not args.no_prototype:
-        prototype = make_prototype(config)
-        methods["prototype (candidate for logmel.py)"] = lambda: prototype(waves)
-        methods["prototype, 1 torch thread"] = lambda: with_torch_threads(1, prototype, waves)
 
     outputs = {name: fn() for name, fn in methods.items()}  # warm-up, and the outputs to compare
     reference = np.stack(outputs["librosa (per clip)"])

@@ -28,14 +28,13 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -94,75 +93,24 @@ def prepare_store(work: Path, score: str, serving: dict[str, Any]) -> Path:
     return config_file
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+@contextmanager
+def bentoml_server(config_file: Path, log_file: Path) -> Iterator[tuple[str, float]]:
+    """`asdflow serve`'s command on a free port of 127.0.0.1; yields (url, seconds until ready).
 
+    asdflow.processes.running stops it on exit, BentoML's workers (process groups of their own) included.
+    """
+    from asdflow.cli_serve import serve_invocation
+    from asdflow.config import load_config
+    from asdflow.processes import free_port, running, wait_ready
 
-def descendants(pid: int) -> list[int]:
-    found, stack = [], [pid]
-    while stack:
-        parent = stack.pop()
+    run = serve_invocation(load_config(config_file), config_file, None, "127.0.0.1", free_port(),
+                           project_dir=config_file.parent, service_root=REPO_ROOT)
+    with running(run.argv, env={**os.environ, **run.env}, cwd=run.cwd, log_path=log_file) as process:
         try:
-            children = [int(c) for c in Path(f"/proc/{parent}/task/{parent}/children").read_text().split()]
-        except (OSError, ValueError):
-            children = []
-        found += children
-        stack += children
-    return found
-
-
-class Server:
-    """`asdflow serve`'s command in its own process group; stopped (the whole group) on exit."""
-
-    def __init__(self, config_file: Path, log_file: Path):
-        from asdflow.cli_serve import serve_invocation
-        from asdflow.config import load_config
-
-        self.port = free_port()
-        run = serve_invocation(load_config(config_file), config_file, None, "127.0.0.1", self.port,
-                               project_dir=config_file.parent, service_root=REPO_ROOT)
-        self.url = run.url
-        self.log = open(log_file, "wb")
-        self.process = subprocess.Popen(run.argv, cwd=run.cwd, env={**os.environ, **run.env},
-                                        stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def wait_ready(self, deadline_s: float = READY_DEADLINE_S) -> float:
-        started = time.monotonic()
-        while time.monotonic() - started < deadline_s:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}; see {self.log.name}")
-            try:
-                if requests.get(self.url + "/readyz", timeout=2).status_code == 200:
-                    return time.monotonic() - started
-            except requests.RequestException:
-                pass
-            time.sleep(0.5)
-        raise TimeoutError(f"server not ready within {deadline_s} s; see {self.log.name}")
-
-    def stop(self) -> None:
-        workers = descendants(self.process.pid)  # BentoML's workers lead process groups of their own
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(5)
-        for pid in workers:  # only what is still one of ours: a pid may have been reused meanwhile
-            try:
-                if b"bentoml" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    os.kill(pid, signal.SIGKILL)
-            except (OSError, ProcessLookupError):
-                pass
-        self.log.close()
-
-    def __enter__(self) -> "Server":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+            ready_s = wait_ready(run.url, process, READY_DEADLINE_S)
+        except Exception as err:
+            raise RuntimeError(f"{err}; see {log_file}") from None
+        yield run.url, ready_s
 
 
 # -- requests -------------------------------------------------------------------------------
@@ -303,9 +251,8 @@ def run_kind(work: Path, score: str, quick: bool, serving: dict[str, Any]) -> di
     started = time.perf_counter()
     config_file = prepare_store(work, score, serving)
     setup_s = time.perf_counter() - started
-    with Server(config_file, work / f"server_{score}.log") as server:
-        ready_s = server.wait_ready()
-        latency = single_clip_latency(server.url, bodies, rounds=30 if quick else 200, json_rounds=10 if quick else 30)
+    with bentoml_server(config_file, work / f"server_{score}.log") as (url, ready_s):
+        latency = single_clip_latency(url, bodies, rounds=30 if quick else 200, json_rounds=10 if quick else 30)
         total = 96 if quick else 480
         plan = [
             ("score_wav", 1, 4),
@@ -320,10 +267,10 @@ def run_kind(work: Path, score: str, quick: bool, serving: dict[str, Any]) -> di
         rows = []
         for mode, per_request, clients in plan:
             clips = total if mode != "batch_json" else max(32, total // 4)
-            throughput(server.url, bodies, mode, per_request, clients, min(clips, 64))  # warm the dispatcher
-            rows.append(throughput(server.url, bodies, mode, per_request, clients, clips))
+            throughput(url, bodies, mode, per_request, clients, min(clips, 64))  # warm the dispatcher
+            rows.append(throughput(url, bodies, mode, per_request, clients, clips))
         ceiling.append(in_process_rate(work / f"detector_{score}", bodies["wave"]))
-        models = requests.get(server.url + "/models", timeout=10).json()
+        models = requests.get(url + "/models", timeout=10).json()
     return {"score": score, "serving": serving, "setup_s": setup_s, "server_ready_s": ready_s, "latency": latency,
             "throughput": rows, "detector_in_process_clips_per_s": ceiling, "models": models}
 

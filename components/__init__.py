@@ -15,7 +15,7 @@ from kfp.dsl.python_component import PythonComponent
 from components.evaluate.component import evaluate_scores
 from components.fetch.component import fetch_data
 from components.gate.component import gate_challenger
-from components.images import CPU_IMAGE, GPU_IMAGE
+from components.images import CPU_IMAGE, GPU_IMAGE, Images, image_names
 from components.promote.component import promote_champion
 from components.register.component import register_challenger
 from components.score.component import score_clips
@@ -41,10 +41,12 @@ __all__ = [
     "ALL",
     "CPU_IMAGE",
     "GPU_IMAGE",
+    "Images",
     "evaluate_scores",
     "fetch_data",
     "gate_challenger",
     "image_of",
+    "image_names",
     "on_image",
     "promote_champion",
     "register_challenger",

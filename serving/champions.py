@@ -17,18 +17,19 @@ No BentoML here: serving/service.py wraps this in the HTTP service.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from asdflow.config import AsdflowConfig
+from asdflow.config import AsdflowConfig, FeatureConfig, ServingConfig
 from asdflow.detectors.base import Detector
-from asdflow.errors import AsdflowError
+from asdflow.errors import AsdflowError, one_line
 from asdflow.serving_io import ClipLimits
 
 log = logging.getLogger("asdflow.serving")
@@ -136,7 +137,7 @@ class ChampionStore:
         try:
             version = self._champion_version(name)
         except Exception as err:  # the store is unreachable: keep serving what is loaded
-            return self._failed(slot, f"cannot resolve {name}@champion: {_one_line(err)}")
+            return self._failed(slot, f"cannot resolve {name}@champion: {_reason(err)}")
         if version is None:
             serving = f"; still serving version {slot.model.version}" if slot.model else ""
             return self._failed(slot, f"{name} has no @champion alias{serving}")
@@ -147,7 +148,7 @@ class ChampionStore:
             model = self._load(machine_type, name, version)
         except Exception as err:  # a broken version never replaces a working one
             serving = f"; still serving version {slot.model.version}" if slot.model else ""
-            return self._failed(slot, f"cannot load {name} version {version}: {_one_line(err)}{serving}")
+            return self._failed(slot, f"cannot load {name} version {version}: {_reason(err)}{serving}")
         previous = slot.model.version if slot.model else None
         slot.model = model  # the swap: one reference assignment, atomic for readers
         slot.error = None
@@ -196,12 +197,27 @@ class ChampionStore:
             raise AsdflowError(f"{name} version {version} has no decision threshold")
         if detector.machine_type not in (None, machine_type):
             raise AsdflowError(f"{name} version {version} holds a {detector.machine_type} detector")
-        limits = ClipLimits.from_config(self.config.serving, detector.features.sample_rate)
+        limits = clip_limits(self.config.serving, detector)
         warm_up(detector, limits)
         return LoadedChampion(
             machine_type=machine_type, name=name, version=str(version), detector=detector, limits=limits,
             loaded_at=time.time(), load_seconds=time.perf_counter() - started,
         )
+
+
+def detector_min_seconds(features: FeatureConfig) -> float:
+    """The shortest clip the detector can score: `n_frames` stacked log-mel frames, and more than
+    half an STFT window for the log-mel's reflect padding; rounded up to the millisecond."""
+    samples = (features.n_frames - 1) * features.hop_length + features.n_fft // 2 + 1
+    return math.ceil(samples / features.sample_rate * 1000) / 1000
+
+
+def clip_limits(serving: ServingConfig, detector: Detector) -> ClipLimits:
+    """What the server accepts for this detector: `serving.min_seconds`, raised to the detector's own
+    minimum, so a clip too short to score is refused as `too_short` before it reaches a batch."""
+    limits = ClipLimits.from_config(serving, detector.features.sample_rate)
+    floor = detector_min_seconds(detector.features)
+    return limits if limits.min_seconds >= floor else replace(limits, min_seconds=floor)
 
 
 def warm_up(detector: Detector, limits: ClipLimits) -> float:
@@ -224,7 +240,6 @@ def _without_credentials(uri: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
-def _one_line(err: Exception) -> str:
-    text = getattr(err, "message", None) or str(err)
-    text = text.strip().splitlines()[0] if text.strip() else type(err).__name__
-    return text if isinstance(err, AsdflowError) else f"{type(err).__name__}: {text}"
+def _reason(err: Exception) -> str:
+    """One line for status(); a foreign exception's class is named (ConnectionError: ...), ours speak for themselves."""
+    return one_line(err) if isinstance(err, AsdflowError) else f"{type(err).__name__}: {one_line(err)}"

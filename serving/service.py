@@ -50,7 +50,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from asdflow.config import AsdflowConfig, load_config
-from asdflow.errors import DetectorError
+from asdflow.errors import AsdflowError
 from asdflow.serving_io import (
     BadSampleRateError,
     BadWaveformError,
@@ -322,6 +322,12 @@ class BodyLimitMiddleware:
 )
 class AnomalyDetector:
     def __init__(self) -> None:
+        import torch
+
+        # Each worker runs `threads` request threads scoring at once; torch's intra-op pool is
+        # process-wide, so one thread per op keeps them from oversubscribing the cores (set once
+        # here, not per call: asdflow.torch_threads skips a count that is already right).
+        torch.set_num_threads(1)
         self.config = CONFIG
         project_dir = os.environ.get("ASDFLOW_PROJECT_DIR") or Path.cwd()
         self.store = ChampionStore(CONFIG, project_dir, on_swap=_publish_version)
@@ -394,13 +400,14 @@ class AnomalyDetector:
     def _score_group(self, entries, clips: list) -> list[tuple[int, BatchResult]]:
         """One detector call for the clips of one model version; clip by clip if that call fails.
 
-        A clip the detector cannot use (shorter than its stacked frames, say) is refused with
-        422, whether the detector raises or returns a non-finite score for it.
+        A clip the detector cannot use is refused with 422, whether the detector (or its log-mel
+        front end) raises or returns a non-finite score for it; clips too short for its stacked
+        frames are refused as too_short before they get here (champions.clip_limits).
         """
         champion = entries[0][1]
         try:
             scores = np.asarray(champion.detector.score_waveforms([c.waveform for _, _, c in entries]), dtype=float)
-        except DetectorError as problem:
+        except AsdflowError as problem:  # DetectorError, or AudioError from the log-mel front end
             if len(entries) > 1:  # find the clip at fault, keep the others' scores
                 return [pair for entry in entries for pair in self._score_group([entry], clips)]
             return [(entries[0][0], self._unscorable(champion, clips[entries[0][0]], str(problem)))]

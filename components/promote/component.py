@@ -18,9 +18,7 @@ def promote_champion(
     moved since the gate, else move it and record the previous champion. `promotion`: the decision record
     with its outcome. Returns the champion's version afterwards."""
     from asdflow.pipeline_ops import component_config
-    from asdflow.registry.gate import GateDecision, apply_decision
+    from asdflow.registry.gate import apply_decision_file
 
-    record = GateDecision.load(decision.path)
-    record.save(promotion.path)  # the outcome goes into this step's own artifact, not the gate's input
-    outcome = apply_decision(record, component_config(config_profile, config_overrides))
+    outcome = apply_decision_file(decision.path, promotion.path, component_config(config_profile, config_overrides))
     return outcome.promotion.version if outcome.promotion else outcome.champion_version_seen or ""

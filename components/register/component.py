@@ -21,21 +21,8 @@ def register_challenger(
     """Log params, per-section metrics, plots, submission CSVs, git commit and data hash as one
     MLflow run, then register the detector into it as the pyfunc model `asd-<machine_type>`
     with alias `challenger`. Returns the new model version."""
-    from pathlib import Path
-
-    from asdflow.data.manifest import Manifest
-    from asdflow.evaluation.metrics import EvaluationReport
-    from asdflow.jobs import EVALUATION_FILE, read_scores
     from asdflow.pipeline_ops import component_config
-    from asdflow.registry import log_training_run, register_detector
+    from asdflow.registry import register_stage
 
-    config = component_config(config_profile, config_overrides)
-    clips = Manifest.load(manifest.path).select(machine_type=machine_type)
-    report = EvaluationReport.load(Path(evaluation.path) / EVALUATION_FILE)
-    scored = read_scores(scores.path)
-    run = log_training_run(
-        machine_type, config, report=report, scores=dict(zip(scored["name"], scored["score"])),
-        train_manifest=clips.select(split="train"), eval_manifest=clips.select(split="test"),
-        detector_dir=detector.path, tags={"data_version": data_version or "latest"},
-    )
-    return register_detector(detector.path, machine_type, config, run_id=run.run_id, report=report).version
+    return register_stage(detector.path, manifest.path, scores.path, evaluation.path, machine_type,
+                          component_config(config_profile, config_overrides), data_version=data_version).version

@@ -23,14 +23,9 @@ def validate_data(
     `validation.quarantine` is on), by their paths inside `data`. `report`:
     validation.json/.html, clip_stats.csv and quarantine.json.
     """
-    from asdflow.data.dcase_reader import build_manifest
     from asdflow.pipeline_ops import component_config
-    from asdflow.validation import raise_on_failure, validate_dataset
+    from asdflow.validation import validate_stage
 
-    config = component_config(config_profile, config_overrides)
-    # Read the clips themselves: a manifest.csv versioned with the data would name another folder.
-    clips = build_manifest(data.path, [machine_type] if machine_type else None, progress=config.progress)
-    result = validate_dataset(clips, config.validation, report.path, progress=config.progress)
-    raise_on_failure(result)
-    result.kept_manifest.save(manifest.path)
+    result = validate_stage(data.path, component_config(config_profile, config_overrides), report.path,
+                            manifest_dir=manifest.path, machine_types=[machine_type] if machine_type else None)
     manifest.metadata.update({"n_clips": result.n_kept, "n_quarantined": len(result.quarantined)})

@@ -2,6 +2,7 @@
 
 Each command is a thin shell over one function of `asdflow.registry.models`;
 mlflow is imported only when a command runs, so `asdflow --help` stays fast.
+Errors are raised as AsdflowError for `asdflow.cli.main` to print as one line.
 Mounted by `asdflow.cli` as `app.add_typer(models_app, name="models")`.
 """
 
@@ -14,7 +15,7 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from asdflow.errors import AsdflowError
+from asdflow.errors import AsdflowError, one_line
 
 T = TypeVar("T")
 
@@ -34,17 +35,19 @@ JsonOption = Annotated[bool, typer.Option("--json", help="print JSON instead of 
 
 
 def _call(action: Callable[[], T]) -> T:
-    """Run a library call; a user-facing error becomes one line on stderr and exit code 1."""
+    """Run a library call; MLflow's own errors (store unreachable...) become a one-line RegistryError.
+
+    Nothing is printed here: `asdflow.cli.main` prints every AsdflowError as `asdflow: error: ...`
+    (exit code 2), the same for these commands as for the rest of the CLI."""
     try:
         return action()
-    except AsdflowError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(1) from None
-    except Exception as err:  # noqa: BLE001 - MLflow's own errors (store unreachable...) also get one line
+    except AsdflowError:
+        raise
+    except Exception as err:
         if type(err).__module__.startswith("mlflow"):
-            text = (getattr(err, "message", None) or str(err)).strip().splitlines()
-            typer.echo(f"error: MLflow: {text[0] if text else type(err).__name__}", err=True)
-            raise typer.Exit(1) from None
+            from asdflow.registry.models import RegistryError
+
+            raise RegistryError(f"MLflow: {one_line(err)}") from None
         raise
 
 

@@ -22,9 +22,9 @@ import typer
 
 from asdflow.config import AsdflowConfig, load_config
 from asdflow.errors import AsdflowError
+from asdflow.telemetry import TELEMETRY_OFF
 
 SERVICE_TARGET = "serving.service:AnomalyDetector"
-TELEMETRY_OFF = {"BENTOML_DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true"}
 
 
 @dataclass
@@ -71,7 +71,9 @@ def serve_invocation(
     host = host or config.serving.host
     port = int(port if port is not None else config.serving.port)
     root = Path(service_root).resolve() if service_root else find_service_root()
-    env = dict(TELEMETRY_OFF)
+    # execve passes os.environ on, where `import asdflow` already switched telemetry off; the
+    # copy here is for the `--print`ed command run in a bare shell (a user's own choice wins)
+    env = {key: os.environ.get(key, value) for key, value in TELEMETRY_OFF.items()}
     if config_path is not None:
         env["ASDFLOW_CONFIG"] = str(Path(config_path).resolve())
     env["ASDFLOW_PROFILE"] = config.profile if profile is None else profile

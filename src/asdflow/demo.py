@@ -15,9 +15,6 @@ so the library itself stays free of both.
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
 import time
 from pathlib import Path
 from typing import Callable
@@ -26,6 +23,7 @@ from pydantic import BaseModel
 
 from asdflow.config import AsdflowConfig
 from asdflow.errors import AsdflowError
+from asdflow.processes import free_port, running, wait_ready
 
 READY_DEADLINE_S = 180.0
 
@@ -38,42 +36,6 @@ class ServedScore(BaseModel):
     threshold: float
     decision: bool
     model_version: str
-
-
-def free_port(preferred: int) -> int:
-    with socket.socket() as probe:
-        if probe.connect_ex(("127.0.0.1", preferred)) != 0:
-            return preferred
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_ready(url: str, process: subprocess.Popen, deadline_s: float = READY_DEADLINE_S) -> None:
-    """Poll /readyz: a BentoML service whose __init__ raises never exits, so the deadline decides."""
-    import requests
-
-    until = time.monotonic() + deadline_s
-    while time.monotonic() < until:
-        if process.poll() is not None:
-            raise AsdflowError(f"the BentoML server exited with code {process.returncode} before it was ready")
-        try:
-            if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(1.0)
-    raise AsdflowError(f"the BentoML server at {url} was not ready within {deadline_s:.0f} s")
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
 
 
 def score_over_http(url: str, clips: list[tuple[str, str, Path]]) -> list[ServedScore]:
@@ -147,16 +109,16 @@ def run_demo(project: str | Path, config: AsdflowConfig, echo: Callable[[str], N
     port = free_port(config.serving.port)
     run = serve_invocation(config, host="127.0.0.1", port=port, tracking_uri=tracking_uri, project_dir=project)
     echo(f"[5/6] serving the champions with BentoML on {run.url}")
-    log = (work_dir / "bentoml-serve.log").open("w")
-    process = subprocess.Popen(run.argv, cwd=run.cwd, env={**os.environ, **run.env}, stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_ready(run.url, process)
+    log = work_dir / "bentoml-serve.log"
+    # stopped however this ends, BentoML's workers included
+    with running(run.argv, env={**os.environ, **run.env}, cwd=run.cwd, log_path=log) as process:
+        try:
+            # a BentoML service whose __init__ raises never exits, so the deadline decides
+            wait_ready(run.url, process, READY_DEADLINE_S)
+        except AsdflowError as err:
+            raise AsdflowError(f"BentoML: {err}; see {log}") from None
         echo("[6/6] scoring one normal and one anomalous clip per machine type over HTTP")
         served = score_over_http(run.url, pick_clips(data_dir, machines))
-    finally:
-        stop(process)
-        log.close()
 
     echo("")
     echo(results_table(report.results))

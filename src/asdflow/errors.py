@@ -23,3 +23,14 @@ class EvaluationError(AsdflowError):
 
 class DetectorError(AsdflowError):
     """A detector cannot be trained, loaded or asked to score."""
+
+
+def one_line(err_or_text: BaseException | str) -> str:
+    """The first non-empty line of a message, stripped (an exception's `message` attribute, as MLflow's
+    have, or its str); an exception without text gives its class name, text without content ""."""
+    if isinstance(err_or_text, BaseException):
+        text = str(getattr(err_or_text, "message", None) or err_or_text)
+        fallback = type(err_or_text).__name__
+    else:
+        text, fallback = str(err_or_text), ""
+    return next((line.strip() for line in text.splitlines() if line.strip()), fallback)

@@ -129,13 +129,13 @@ def test_each_component_calls_its_asdflow_function(training):
     spec, _ = training
     calls = {
         "exec-fetch-data": "materialize_data(",
-        "exec-validate-data": "validate_dataset(",
+        "exec-validate-data": "validate_stage(",
         TRAIN: "train_detector(",
         "exec-score-clips": "score_clips(",
         "exec-evaluate-scores": "evaluate_clips(",
-        "exec-register-challenger": "register_detector(",
+        "exec-register-challenger": "register_stage(",
         "exec-gate-challenger": "run_gate(",
-        "exec-promote-champion": "apply_decision(",
+        "exec-promote-champion": "apply_decision_file(",
     }
     for name, call in calls.items():
         assert call in "\n".join(spec["deploymentSpec"]["executors"][name]["container"]["command"]), name

@@ -6,20 +6,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-import requests
 
 from asdflow.data.audio import load_audio
+from asdflow.errors import AsdflowError
+from asdflow.processes import free_port, running, wait_ready
 from asdflow.registry.gate import DECISION_FILE, apply_decision, run_gate
 from asdflow.registry.models import ChampionChangedError, current_aliases, list_models, promote, register_detector, rollback
 from asdflow.registry.tracking import log_training_run
@@ -29,12 +26,6 @@ NAME = "asd-fan"
 START_DEADLINE_S = 120.0
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory, empty_store):
     """A real `mlflow server` subprocess; yields (url, its artifact folder); killed at the end."""
@@ -42,47 +33,18 @@ def mlflow_server(tmp_path_factory, empty_store):
     db = folder / "backend.db"
     shutil.copy(empty_store, db)  # tables already created: the server starts in seconds
     artifacts = folder / "served_artifacts"
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
-    log = open(folder / "server.log", "wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1", "--backend-store-uri", f"sqlite:///{db}", "--artifacts-destination", str(artifacts)],
-        cwd=folder, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
-        start_new_session=True,
-    )
-
-    def stop() -> None:
-        # the server runs its web workers as children: signal the whole process group it leads
-        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 15)):
-            try:
-                os.killpg(process.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                process.wait(timeout=wait)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        log.close()
-
-    deadline = time.monotonic() + START_DEADLINE_S
-    try:
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"mlflow server exited with {process.returncode}:\n{(folder / 'server.log').read_text()[-3000:]}")
-            try:
-                if requests.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"mlflow server not healthy after {START_DEADLINE_S:.0f}s:\n"
-                            f"{(folder / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.5)
+    argv = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+            "--workers", "1", "--backend-store-uri", f"sqlite:///{db}", "--artifacts-destination", str(artifacts)]
+    # the server runs its web workers as children: `running` stops the whole process group it leads
+    with running(argv, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}, cwd=folder,
+                 log_path=folder / "server.log") as process:
+        try:
+            wait_ready(url, process, START_DEADLINE_S, path="/health")
+        except AsdflowError as err:
+            pytest.fail(f"mlflow server not healthy: {err}:\n{(folder / 'server.log').read_text()[-3000:]}")
         yield url, artifacts
-    finally:
-        stop()
 
 
 def test_register_gate_promote_and_rollback_over_http(tmp_path, material, tiny_config, mlflow_server):

@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import sys
 
 import mlflow
 import pytest
 from typer.testing import CliRunner
 
+from asdflow.cli import main
 from asdflow.cli_models import models_app
 from asdflow.registry.gate import DECISION_FILE, GateDecision, apply_decision, run_gate
 from asdflow.registry.models import (
@@ -152,7 +154,7 @@ def test_rollback_walks_back_the_promotions(tmp_path, material, sqlite_config):
         rollback(MACHINE, sqlite_config, tmp_path)
 
 
-def test_models_cli_lists_compares_promotes_and_rolls_back(tmp_path, material, sqlite_config):
+def test_models_cli_lists_compares_promotes_and_rolls_back(tmp_path, material, sqlite_config, monkeypatch, capsys):
     v1 = _register(material.weak, sqlite_config, tmp_path)  # no scores logged for it: shown as "-"
     good = material.good
     run = log_training_run(MACHINE, sqlite_config, scores=good.scores, eval_manifest=material.fan,
@@ -165,15 +167,23 @@ def test_models_cli_lists_compares_promotes_and_rolls_back(tmp_path, material, s
     def cli(*args):
         return runner.invoke(models_app, [*args, "--config", str(config_file)])
 
+    def failing(*args) -> tuple[int, list[str]]:
+        """Run `asdflow models ...` through the real entry point: its exit code and stderr lines."""
+        monkeypatch.setattr(sys, "argv", ["asdflow", "models", *args, "--config", str(config_file)])
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as done:
+            main()
+        captured = capsys.readouterr()
+        assert "Traceback" not in captured.err + captured.out
+        return done.value.code, [line for line in captured.err.splitlines() if line.strip()]
+
     promoted = cli("promote", MACHINE, v1, "--expect-champion", "none")
     assert promoted.exit_code == 0, promoted.output
     assert f"@champion -> version {v1} (was no champion)" in promoted.output
-    refused = cli("promote", MACHINE, v2, "--expect-champion", v2)
-    assert refused.exit_code == 1 and "Traceback" not in refused.output
-    assert refused.output.strip().splitlines() == [
-        f"error: {NAME}@champion is version {v1}, but the decision to promote version {v2} was made "
+    assert failing("promote", MACHINE, v2, "--expect-champion", v2) == (2, [
+        f"asdflow: error: {NAME}@champion is version {v1}, but the decision to promote version {v2} was made "
         f"against version {v2}: re-run the gate before promoting"
-    ]
+    ])
     assert cli("promote", MACHINE, v2).exit_code == 0
 
     listing = cli("list", MACHINE)
@@ -189,10 +199,9 @@ def test_models_cli_lists_compares_promotes_and_rolls_back(tmp_path, material, s
     assert compared.exit_code == 0 and compared.output.splitlines()[1].split() == ["version", v2, v2]
     rolled = cli("rollback", MACHINE)
     assert rolled.exit_code == 0 and f"@champion -> version {v1} (rolled back from version {v2})" in rolled.output
-    missing = cli("compare", "no_such_machine")
-    assert missing.exit_code == 1 and missing.output.strip() == (
-        "error: no registered model asd-no_such_machine: train and register a no_such_machine detector first"
-    )
+    assert failing("compare", "no_such_machine") == (2, [
+        "asdflow: error: no registered model asd-no_such_machine: train and register a no_such_machine detector first"
+    ])
 
 
 def test_a_challenger_that_cannot_score_is_rejected_with_the_reason(tmp_path, material, sqlite_config):

@@ -14,7 +14,6 @@ import io
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -33,21 +32,16 @@ import yaml
 from asdflow.config import AsdflowConfig, load_config
 from asdflow.data.audio import load_audio, resample
 from asdflow.detectors.base import Detector, load_detector
+from asdflow.processes import free_port, running
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_DEADLINE_S = 150.0
 RELOAD_INTERVAL_S = 1.0
 RELOAD_DEADLINE_S = 90.0
-MIN_SECONDS = 0.02  # below the detector's own minimum (5 stacked frames), to reach its refusal too
+MIN_SECONDS = 0.02  # below the detector's own minimum (5 stacked frames): the server raises it to that
 MAX_UPLOAD_BYTES = 256 * 1024
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
 SR = 16000
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wav(samples: np.ndarray, sr: int = SR, subtype: str = "PCM_16") -> bytes:
@@ -120,23 +114,20 @@ def served(tmp_path_factory) -> Served:
     promote("fan", fan.version, None, config)
     pump = register_detector(dirs["pump"], "pump", config)  # @challenger only, for now
 
-    port = _free_port()
+    port = free_port()
     log = work / "server.log"
-    handle = open(log, "wb")
     # the real `asdflow serve` command function, as a one-command CLI; no --host: the default must be loopback
-    process = subprocess.Popen(
-        [sys.executable, "-c", "import typer; from asdflow.cli_serve import serve; typer.run(serve)",
-         "--config", str(config_file), "--port", str(port)],
-        cwd=REPO_ROOT, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
-        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "BENTOML_DO_NOT_TRACK": "true"},
-    )
+    argv = [sys.executable, "-c", "import typer; from asdflow.cli_serve import serve; typer.run(serve)",
+            "--config", str(config_file), "--port", str(port)]
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "BENTOML_DO_NOT_TRACK": "true"}
     url = f"http://127.0.0.1:{port}"
     clips = {mt: Path(next(r.path for r in manifest.select(machine_type=mt, split="test").records))
              for mt in ("fan", "pump")}
-    result = Served(url=url, config=config, process=process, log=log,
-                    detectors={mt: load_detector(d) for mt, d in dirs.items()}, detector_dirs=dirs,
-                    clips={mt: Path(p) for mt, p in clips.items()}, spare_fan_dir=spare)
-    try:
+    with running(argv, env=env, cwd=REPO_ROOT, log_path=log) as process:  # stopped, workers included, at the end
+        result = Served(url=url, config=config, process=process, log=log,
+                        detectors={mt: load_detector(d) for mt, d in dirs.items()}, detector_dirs=dirs,
+                        clips={mt: Path(p) for mt, p in clips.items()}, spare_fan_dir=spare)
+
         def fan_loaded():
             models = requests.get(f"{url}/models", timeout=5).json()["models"]
             return models if models["fan"]["version"] == fan.version else None
@@ -155,46 +146,6 @@ def served(tmp_path_factory) -> Served:
         _poll(lambda: requests.get(f"{url}/readyz", timeout=5).status_code == 200,
               RELOAD_DEADLINE_S, "ready after promoting pump", process, log)
         yield result
-    finally:
-        _stop(process)
-        handle.close()
-
-
-def _descendants(pid: int) -> list[int]:
-    found, stack = [], [pid]
-    while stack:
-        parent = stack.pop()
-        try:
-            children = [int(c) for c in Path(f"/proc/{parent}/task/{parent}/children").read_text().split()]
-        except (OSError, ValueError):
-            children = []
-        found += children
-        stack += children
-    return found
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """SIGTERM the server's process group (the arbiter stops its workers), SIGKILL what is left.
-
-    BentoML's workers lead process groups of their own, so they are also signalled by pid.
-    """
-    workers = _descendants(process.pid)
-    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            process.wait(timeout=wait)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    for pid in workers:  # only what is still one of ours: a pid may have been reused meanwhile
-        try:
-            if b"bentoml" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                os.kill(pid, signal.SIGKILL)
-        except (OSError, ProcessLookupError):
-            pass
 
 
 def _post_wav(url: str, machine_type: str, data: bytes, filename: str = "clip.wav") -> requests.Response:
@@ -333,14 +284,14 @@ _WHOLE = _wav(np.tile(_ONE_S, 2))
         ("fan", b"", 400, "empty"),
         ("fan", _wav(np.zeros(0, np.float32)), 400, "empty"),
         ("fan", _wav(_ONE_S[:100]), 422, "too_short"),
-        ("fan", _wav(_ONE_S[: SR // 10]), 422, "unscorable"),  # long enough for the server, not the detector
+        ("fan", _wav(_ONE_S[: SR // 10]), 422, "too_short"),  # above serving.min_seconds, below the detector's floor
         ("fan", _wav(np.zeros(4 * SR, np.float32)), 413, "too_long"),
         ("fan", _wav(np.zeros((2 * 48000, 2), np.float32), 48000, "FLOAT"), 413, "too_large"),  # 2 s, 768 kB
         ("fan", _wav(_NAN, subtype="FLOAT"), 422, "non_finite"),
         ("valve", _wav(_ONE_S), 404, "unknown_machine_type"),
     ],
     ids=["text", "random-bytes", "truncated", "cut-in-header", "zero-bytes", "no-samples", "too-short",
-         "unscorable", "too-long", "too-large", "nan", "unknown-machine"],
+         "below-detector-floor", "too-long", "too-large", "nan", "unknown-machine"],
 )
 def test_bad_upload_gets_a_4xx_with_a_reason(served, machine_type, data, status, reason):
     response = _post_wav(served.url, machine_type, data)
@@ -432,7 +383,7 @@ def test_batch_scores_each_clip_and_refuses_only_the_bad_ones(served):
         {"id": "pump-array", "machine_type": "pump", "waveform": pump.tolist(), "sample_rate": SR},
         {"id": "valve", "machine_type": "valve", "waveform": fan.tolist()},
         {"id": "short", "machine_type": "fan", "waveform": fan[:100].tolist()},
-        {"id": "unscorable", "machine_type": "fan", "waveform": fan[: SR // 10].tolist()},
+        {"id": "below-floor", "machine_type": "fan", "waveform": fan[: SR // 10].tolist()},
         {"id": "fan-8k", "machine_type": "fan", "waveform": resample(fan, SR, 8000).tolist(), "sample_rate": 8000},
     ]
     response = requests.post(f"{served.url}/score_batch", json={"clips": clips}, timeout=60)
@@ -447,7 +398,10 @@ def test_batch_scores_each_clip_and_refuses_only_the_bad_ones(served):
     assert (results["valve"]["ok"], results["valve"]["status"], results["valve"]["reason"]) == (
         False, 404, "unknown_machine_type")
     assert (results["short"]["ok"], results["short"]["status"], results["short"]["reason"]) == (False, 422, "too_short")
-    assert (results["unscorable"]["ok"], results["unscorable"]["reason"]) == (False, "unscorable")
+    # long enough for serving.min_seconds, not for the detector: refused up front, the batch still scored
+    assert (results["below-floor"]["ok"], results["below-floor"]["status"], results["below-floor"]["reason"]) == (
+        False, 422, "too_short")
+    assert "0.161 s" in results["below-floor"]["error"]
     assert results["fan-8k"]["result"]["notes"] == ["resampled from 8000 Hz to 16000 Hz"]
 
 

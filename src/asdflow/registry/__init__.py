@@ -4,7 +4,7 @@ Submodules import mlflow lazily where they can; import from them directly, e.g.
 `from asdflow.registry.gate import run_gate`.
 """
 
-from asdflow.registry.gate import GateDecision, apply_decision, run_gate
+from asdflow.registry.gate import GateDecision, apply_decision, apply_decision_file, run_gate
 from asdflow.registry.models import (
     CHALLENGER,
     CHAMPION,
@@ -21,6 +21,7 @@ from asdflow.registry.models import (
     register_detector,
     rollback,
 )
+from asdflow.registry.stages import register_stage
 from asdflow.registry.tracking import (
     TrackingError,
     TrainingRun,
@@ -43,6 +44,7 @@ __all__ = [
     "TrackingError",
     "TrainingRun",
     "apply_decision",
+    "apply_decision_file",
     "compare",
     "configure_tracking",
     "list_models",
@@ -50,6 +52,7 @@ __all__ = [
     "model_name",
     "promote",
     "register_detector",
+    "register_stage",
     "resolve_tracking",
     "rollback",
     "run_gate",

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from asdflow.config import AsdflowConfig, GateConfig, TrackingConfig
 from asdflow.data.manifest import ClipRecord, Manifest
-from asdflow.errors import AsdflowError, EvaluationError
+from asdflow.errors import AsdflowError, EvaluationError, one_line
 from asdflow.registry.models import (
     CHALLENGER,
     CHAMPION,
@@ -190,7 +190,7 @@ def run_gate(
         client.set_model_version_tag(name, challenger, "gate_verdict", verdict)
         client.set_model_version_tag(name, challenger, f"gate_{gate.metric}", repr(measured[CHALLENGER].score))
     except mlflow.exceptions.MlflowException as err:
-        raise RegistryError(f"gate decided {verdict} but could not record it in MLflow: {err}") from None
+        raise RegistryError(f"gate decided {verdict} but could not record it in MLflow: {one_line(err)}") from None
     return decision
 
 
@@ -218,6 +218,19 @@ def apply_decision(
                 tracking = config.tracking if isinstance(config, AsdflowConfig) else config or TrackingConfig()
                 tracking_client(tracking, project_dir).log_artifact(decision.logged_to_run, str(path), artifact_path="gate")
     return decision
+
+
+def apply_decision_file(
+    decision_path: str | Path,
+    out_dir: str | Path,
+    config: AsdflowConfig | TrackingConfig | None = None,
+    project_dir: str | Path | None = None,
+) -> GateDecision:
+    """The promote stage: read the gate's decision from `decision_path`, record it into `out_dir`
+    (the outcome goes there, never into the gate's own record) and apply it (`apply_decision`)."""
+    decision = GateDecision.load(decision_path)
+    decision.save(out_dir)
+    return apply_decision(decision, config, project_dir)
 
 
 def _decide(
@@ -270,7 +283,8 @@ def _measure(
         detector = model.unwrap_python_model().detector
         family, threshold = detector.family, detector.threshold
         waveforms = _waveforms(clips.records, int(detector.features.sample_rate), audio_cache, progress)
-        frames = [_input_frame(clips.records[i:i + SCORE_BATCH], waveforms[i:i + SCORE_BATCH])
+        with_records = bool(getattr(detector, "uses_records", False))
+        frames = [_input_frame(clips.records[i:i + SCORE_BATCH], waveforms[i:i + SCORE_BATCH], with_records)
                   for i in range(0, len(clips.records), SCORE_BATCH)]
         out = pd.concat([model.predict(f) for f in frames], ignore_index=True)
         scores = {r.name: float(s) for r, s in zip(clips.records, out["score"])}
@@ -284,12 +298,11 @@ def _measure(
         )
     except Exception as err:  # noqa: BLE001 - a model that fails is judged, not allowed to crash the gate
         nan = float("nan")
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         return CandidateResult(
             alias=alias, version=version, model_uri=uri, run_id=run_id or tags.get("run_id"),
             detector_family=family or tags.get("detector_family"), threshold=threshold, score=nan,
             official=nan, auc_source=nan, auc_target=nan, pauc=nan, n_flagged=0,
-            seconds=time.perf_counter() - started, error=f"{type(err).__name__}: {message}",
+            seconds=time.perf_counter() - started, error=f"{type(err).__name__}: {one_line(err)}",
         )
 
 
@@ -304,10 +317,12 @@ def _waveforms(records: list[ClipRecord], sample_rate: int, cache: dict[int, lis
     return cache[sample_rate]
 
 
-def _input_frame(records: list[ClipRecord], waveforms: list[np.ndarray]) -> pd.DataFrame:
-    return pd.DataFrame({
-        "waveform": list(waveforms),
-        "domain": [r.domain or "" for r in records],
-        "section": [r.section for r in records],
-        "attributes": [json.dumps(r.attributes, sort_keys=True) for r in records],
-    })
+def _input_frame(records: list[ClipRecord], waveforms: list[np.ndarray], with_records: bool) -> pd.DataFrame:
+    """The pyfunc's input: waveforms only (scored in one batch), plus each clip's domain, section and
+    attributes (JSON, the signature's string column) for a family that conditions on them."""
+    frame = pd.DataFrame({"waveform": list(waveforms)})
+    if with_records:
+        frame["domain"] = [r.domain or "" for r in records]
+        frame["section"] = [r.section for r in records]
+        frame["attributes"] = [json.dumps(r.attributes, sort_keys=True) for r in records]
+    return frame

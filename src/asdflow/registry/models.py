@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from asdflow.config import AsdflowConfig, TrackingConfig
-from asdflow.errors import AsdflowError
+from asdflow.errors import AsdflowError, one_line
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -129,7 +129,7 @@ def alias_version(client, name: str, alias: str) -> str | None:
     except MlflowException as err:
         if _not_found(err):
             return None
-        raise RegistryError(f"cannot read {name}@{alias}: {_one_line(err)}") from None
+        raise RegistryError(f"cannot read {name}@{alias}: {one_line(err)}") from None
 
 
 def _not_found(err: Exception) -> bool:
@@ -138,18 +138,13 @@ def _not_found(err: Exception) -> bool:
     return "RESOURCE_DOES_NOT_EXIST" in code or "not found" in text or "does not exist" in text
 
 
-def _one_line(err: Exception) -> str:
-    text = getattr(err, "message", None) or str(err)
-    return text.strip().splitlines()[0] if text.strip() else type(err).__name__
-
-
 def _version_info(client, name: str, version: str, aliases: list[str]) -> ModelVersionInfo:
     from mlflow.exceptions import MlflowException
 
     try:
         mv = client.get_model_version(name, str(version))
     except MlflowException as err:
-        raise RegistryError(f"{name} has no version {version}: {_one_line(err)}") from None
+        raise RegistryError(f"{name} has no version {version}: {one_line(err)}") from None
     created = None
     if mv.creation_timestamp:
         created = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(mv.creation_timestamp / 1000))
@@ -240,7 +235,7 @@ def register_detector(
         if alias:
             client.set_registered_model_alias(name, alias, str(mv.version))
     except MlflowException as err:
-        raise RegistryError(f"cannot register {detector_dir} as {name}: {_one_line(err)}") from None
+        raise RegistryError(f"cannot register {detector_dir} as {name}: {one_line(err)}") from None
     return RegisteredDetector(
         name=name, version=str(mv.version), run_id=run_id, model_uri=f"models:/{name}/{mv.version}", alias=alias
     )
@@ -281,7 +276,7 @@ def list_models(
     try:
         versions = client.search_model_versions(f"name = '{name}'")
     except MlflowException as err:
-        raise RegistryError(f"cannot list versions of {name}: {_one_line(err)}") from None
+        raise RegistryError(f"cannot list versions of {name}: {one_line(err)}") from None
     aliases: dict[str, list[str]] = {}
     for alias in ALIASES:
         version = alias_version(client, name, alias)
@@ -323,7 +318,7 @@ def _model_exists(client, name: str) -> bool:
     except MlflowException as err:
         if _not_found(err):
             return False
-        raise RegistryError(f"cannot read {name}: {_one_line(err)}") from None
+        raise RegistryError(f"cannot read {name}: {one_line(err)}") from None
 
 
 # -- move @champion ------------------------------------------------------------------
@@ -369,7 +364,7 @@ def promote(
         client.set_registered_model_tag(name, "previous_champion", current or NO_CHAMPION)
         client.set_registered_model_tag(name, "champion_changed_at", stamp)
     except MlflowException as err:
-        raise RegistryError(f"cannot promote {name} version {version}: {_one_line(err)}") from None
+        raise RegistryError(f"cannot promote {name} version {version}: {one_line(err)}") from None
     return PromotionResult(name=name, version=version, previous_champion=current, action="promoted")
 
 
@@ -402,7 +397,7 @@ def rollback(
         client.set_registered_model_tag(name, "previous_champion", restored.tags.get("previous_champion", NO_CHAMPION))
         client.set_registered_model_tag(name, "rolled_back_from", current)
     except MlflowException as err:
-        raise RegistryError(f"cannot roll {name} back to version {previous}: {_one_line(err)}") from None
+        raise RegistryError(f"cannot roll {name} back to version {previous}: {one_line(err)}") from None
     return PromotionResult(name=name, version=previous, previous_champion=current, action="rolled_back")
 
 

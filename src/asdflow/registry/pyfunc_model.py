@@ -8,7 +8,8 @@ pipeline components), so the model carries no code of its own (no code_paths).
 Input: a pandas DataFrame with a column `waveform` (a list or array of float
 samples, mono) and optionally `sample_rate` (resampled to the detector's rate
 when it differs; the detector's rate when absent) and `domain`, `section`,
-`attributes` (handed to families that use them). Output: a DataFrame with
+`attributes` (handed, clip by clip, to families with `uses_records = True`;
+the others score the whole frame in one batch). Output: a DataFrame with
 `score` (float, higher = more anomalous), `decision` (bool, True = anomalous)
 and `threshold` (float), one row per input row.
 """
@@ -114,7 +115,9 @@ def predict_frame(detector, model_input: Any) -> pd.DataFrame:
         )
     target_sr = int(detector.features.sample_rate)
     waveforms = [_waveform(row, target_sr, i) for i, row in enumerate(frame.to_dict(orient="records"))]
-    records = _records(frame, detector)
+    # One batch through score_waveforms unless the family conditions on domain/section/attributes
+    # (a detector with `uses_records = True`): only then is each clip scored with its record.
+    records = _records(frame, detector) if getattr(detector, "uses_records", False) else None
     if records is None:
         scores = np.asarray(detector.score_waveforms(waveforms), dtype=np.float64)
     else:

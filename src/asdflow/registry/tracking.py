@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field
 
 from asdflow.config import AsdflowConfig, TrackingConfig
 from asdflow.data.manifest import Manifest
-from asdflow.errors import AsdflowError
+from asdflow.errors import AsdflowError, one_line
 
 # Config sections that shape a trained detector; cluster, serving and tracking do not.
 PARAM_SECTIONS = ("features", "detector", "synth", "validation", "gate")
@@ -155,7 +155,7 @@ def configure_tracking(tracking: TrackingConfig, project_dir: str | Path | None 
             client.restore_experiment(experiment.experiment_id)
         return experiment.experiment_id
     except MlflowException as err:
-        raise TrackingError(f"MLflow store {resolved.tracking_uri}: {_one_line(err)}") from None
+        raise TrackingError(f"MLflow store {resolved.tracking_uri}: {one_line(err)}") from None
 
 
 def tracking_client(tracking: TrackingConfig, project_dir: str | Path | None = None):
@@ -180,11 +180,6 @@ def artifact_progress(enabled: bool) -> Iterator[None]:
             os.environ.pop(key, None)
         else:
             os.environ[key] = before
-
-
-def _one_line(err: Exception) -> str:
-    text = getattr(err, "message", None) or str(err)
-    return text.strip().splitlines()[0] if text.strip() else type(err).__name__
 
 
 # -- provenance ----------------------------------------------------------------

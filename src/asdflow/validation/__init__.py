@@ -9,6 +9,7 @@ from asdflow.validation.validate import (
     ValidationResult,
     raise_on_failure,
     validate_dataset,
+    validate_stage,
 )
 
-__all__ = ["ExpectationResult", "QuarantinedClip", "ValidationResult", "raise_on_failure", "validate_dataset"]
+__all__ = ["ExpectationResult", "QuarantinedClip", "ValidationResult", "raise_on_failure", "validate_dataset", "validate_stage"]

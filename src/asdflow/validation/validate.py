@@ -19,7 +19,7 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from asdflow.config import ValidationConfig
+from asdflow.config import AsdflowConfig, ValidationConfig
 from asdflow.data.manifest import Manifest
 from asdflow.errors import DataError
 from asdflow.validation.clip_stats import clip_id, stats_frame
@@ -158,6 +158,32 @@ def validate_dataset(
     write_html(result, out / "validation.html")
     if quarantine:
         write_quarantine(result, out / "quarantine.json")
+    return result
+
+
+def validate_stage(
+    data_dir: str | Path,
+    config: AsdflowConfig | ValidationConfig,
+    out_dir: str | Path,
+    manifest_dir: str | Path | None = None,
+    machine_types: list[str] | None = None,
+    quarantine: bool | None = None,
+    progress: bool | None = None,
+) -> ValidationResult:
+    """The validate stage of a pipeline: read the clips under `data_dir` (of `machine_types`, None =
+    all), validate them (reports into `out_dir`), stop with DataError when the run must stop, else
+    save the kept manifest into `manifest_dir` (default `out_dir`) and return the result.
+
+    The manifest is built from the clips themselves: a manifest.csv versioned with the data
+    would name another folder. `progress` None: the config's (False for a bare ValidationConfig)."""
+    from asdflow.data.dcase_reader import build_manifest
+
+    if progress is None:
+        progress = config.progress if isinstance(config, AsdflowConfig) else False
+    validation = config.validation if isinstance(config, AsdflowConfig) else config
+    clips = build_manifest(data_dir, machine_types or None, progress=progress)
+    result = raise_on_failure(validate_dataset(clips, validation, out_dir, quarantine=quarantine, progress=progress))
+    result.kept_manifest.save(manifest_dir if manifest_dir is not None else out_dir)
     return result
 
 
