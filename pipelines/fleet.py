@@ -1,8 +1,10 @@
 """The fleet pipeline: the training pipeline of every machine type, fanned out with `dsl.ParallelFor`.
 
 Each machine type runs the whole training pipeline (fetch, validate, ..., gate,
-promote) on its own, so one machine type's bad data or rejected challenger never
-holds back another's.
+promote) on its own: on a cluster one machine type's bad data or rejected
+challenger never holds back another's. kfp.local (2.17) stops the whole run at
+the first failed task, so `asdflow pipeline run --local` runs one training
+pipeline per machine type by default and lists each failure apart.
 """
 
 # No `from __future__ import annotations`: KFP reads the pipeline's annotations as objects.
