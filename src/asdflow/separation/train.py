@@ -110,7 +110,7 @@ def train_steps(model, optimizer, scaler, source: MixtureSource, start: int, sto
         scaler.step(optimizer)
         scaler.update()
         losses.append(float(loss.detach()))
-        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.2f}", refresh=False)  # running mean of the last 20 steps
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.2f}")  # running mean of the last 20 steps; a step outlasts a redraw
         if on_step is not None:
             on_step(step)
     return losses
