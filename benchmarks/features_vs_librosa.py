@@ -47,47 +47,27 @@ def load_clips(n_clips: int, sample_rate: int, seed: int = 0) -> tuple[list[np.n
     return waves, f"SYNTHETIC FALLBACK: {n_clips} x 10 s numpy white noise ({VALVE_TEST} absent)", 0.0
 
 
-def librosa_logmel(waves: list[np.ndarray], config) -> list[np.ndarray]:
-    """librosa as it is usually called: one clip at a time."""
+def _librosa_logmel(y: np.ndarray, config) -> np.ndarray:
+    """librosa's log-mel of one clip (1-D) or equal-length clips (2-D), with torchaudio's settings."""
     import librosa
 
-    out = []
-    for wav in waves:
-        power = librosa.feature.melspectrogram(
-            y=wav,
-            sr=config.sample_rate,
-            n_fft=config.n_fft,
-            hop_length=config.hop_length,
-            n_mels=config.n_mels,
-            power=config.power,
-            htk=True,
-            norm=None,
-            center=True,
-            pad_mode="reflect",
-        )
-        out.append((10.0 * np.log10(power + config.log_offset)).astype(np.float32))
-    return out
+    power = librosa.feature.melspectrogram(
+        y=y, sr=config.sample_rate, n_fft=config.n_fft, hop_length=config.hop_length, n_mels=config.n_mels,
+        power=config.power, htk=True, norm=None, center=True, pad_mode="reflect",
+    )
+    return (10.0 * np.log10(power + config.log_offset)).astype(np.float32)
+
+
+def librosa_logmel(waves: list[np.ndarray], config) -> list[np.ndarray]:
+    """librosa as it is usually called: one clip at a time."""
+    return [_librosa_logmel(wav, config) for wav in waves]
 
 
 def librosa_logmel_stacked(waves: list[np.ndarray], config, chunk: int = 8) -> list[np.ndarray]:
     """librosa's fastest form: equal-length clips as one 2-D array (a fairer, harder baseline)."""
-    import librosa
-
     out: list[np.ndarray] = []
     for start in range(0, len(waves), chunk):
-        power = librosa.feature.melspectrogram(
-            y=np.stack(waves[start : start + chunk]),
-            sr=config.sample_rate,
-            n_fft=config.n_fft,
-            hop_length=config.hop_length,
-            n_mels=config.n_mels,
-            power=config.power,
-            htk=True,
-            norm=None,
-            center=True,
-            pad_mode="reflect",
-        )
-        out.extend((10.0 * np.log10(power + config.log_offset)).astype(np.float32))
+        out.extend(_librosa_logmel(np.stack(waves[start : start + chunk]), config))
     return out
 
 

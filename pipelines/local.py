@@ -18,7 +18,7 @@ from kfp.dsl.graph_component import GraphComponent
 from pydantic import BaseModel
 
 from asdflow.config import AsdflowConfig, deep_merge
-from asdflow.errors import AsdflowError
+from asdflow.errors import AsdflowError, one_line
 from asdflow.pipeline_ops import encode_overrides, local_data_version, local_tracking_overrides
 from asdflow.registry.gate import DECISION_FILE, GateDecision
 from pipelines.fleet import build_fleet_pipeline
@@ -61,7 +61,7 @@ def run_local(pipeline: GraphComponent, arguments: dict[str, Any], pipeline_root
         except RuntimeError as err:
             run_dir = _new_run_dir(root, pipeline.name, before)
             raise PipelineRunError(
-                f"pipeline {pipeline.name} failed: {str(err).strip().splitlines()[0]} "
+                f"pipeline {pipeline.name} failed: {one_line(err)} "
                 f"(the failing step's log is above; its files are under {run_dir or root})"
             ) from None
     outputs = dict(result.outputs) if getattr(result, "outputs", None) else {}
