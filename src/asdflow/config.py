@@ -15,14 +15,14 @@ from typing import Any, ClassVar, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from asdflow.config_base import StrictModel
+from asdflow.detectors.family_configs import AudDSRConfig, ConditionalAEConfig, DiscriminatorConfig
 from asdflow.errors import ConfigError
+from asdflow.prompts.config import PromptConfig
+from asdflow.simulation.config import SimulationConfig
+from asdflow.synthesis.config import SynthesisConfig
 
 PROFILES = ("tiny", "demo", "full")
-
-
-class StrictModel(BaseModel):
-    # A typo in a YAML key is an error, not a silently ignored setting.
-    model_config = ConfigDict(extra="forbid")
 
 
 class FeatureConfig(StrictModel):
@@ -57,6 +57,11 @@ class DetectorConfig(StrictModel):
     family: str = "baseline_ae"
     threshold_quantile: float = Field(0.9, gt=0, lt=1)  # of a gamma fitted to training scores
     baseline_ae: BaselineAEConfig = Field(default_factory=BaselineAEConfig)
+    discriminator: DiscriminatorConfig = Field(default_factory=DiscriminatorConfig)
+    conditional_ae: ConditionalAEConfig = Field(default_factory=ConditionalAEConfig)
+    auddsr: AudDSRConfig = Field(default_factory=AudDSRConfig)
+    # The training pipeline trains each of these and registers each as a challenger (None: just `family`).
+    families: list[str] | None = None
 
 
 class AnomalyKindConfig(StrictModel):
@@ -301,6 +306,9 @@ class AsdflowConfig(StrictModel):
     serving: ServingConfig = Field(default_factory=ServingConfig)
     data: DataVersionConfig = Field(default_factory=DataVersionConfig)
     separation: SeparationConfig = Field(default_factory=SeparationConfig)
+    prompts: PromptConfig = Field(default_factory=PromptConfig)
+    synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig)
+    simulation: SimulationConfig = Field(default_factory=SimulationConfig)
     progress: bool = True  # progress bars on long work
 
 

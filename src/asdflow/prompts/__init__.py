@@ -1,0 +1,1 @@
+"""Prompt synthesis (asdflow prompts): strategies, CLAP backends and checkpoints."""

@@ -1,0 +1,1 @@
+"""Tango text-to-audio: model sizes or pretrained paths, fine-tuning, generation."""
