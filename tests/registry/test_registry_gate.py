@@ -217,3 +217,34 @@ def test_a_challenger_that_cannot_score_is_rejected_with_the_reason(tmp_path, ma
     assert current_aliases(MACHINE, sqlite_config, tmp_path)["champion"] is None
     saved = GateDecision.load(tmp_path / "gate")
     assert saved.verdict == "reject" and saved.challenger.error == decision.challenger.error
+
+
+def test_several_challengers_are_measured_together_and_the_best_stands(tmp_path, material, sqlite_config):
+    """One pipeline run, several families: every challenger on the same clips, the best one decides."""
+    weak_version = _register(material.weak, sqlite_config, tmp_path)
+    good_version = _register(material.good, sqlite_config, tmp_path)
+    config = sqlite_config.model_copy(update={"gate": sqlite_config.gate.model_copy(update={"absolute_floor": 0.0})})
+    decision = run_gate(MACHINE, material.manifest, config, tmp_path / "gate", project_dir=tmp_path,
+                        challenger_version=f"{weak_version},{good_version}")
+    assert decision.verdict == "promote" and decision.challenger.version == good_version
+    assert [c.version for c in decision.other_challengers] == [weak_version]
+    assert decision.other_challengers[0].official == pytest.approx(material.weak.official, abs=1e-6)
+    client = _client(sqlite_config)
+    assert client.get_model_version(NAME, good_version).tags["gate_verdict"] == "promote"
+    assert client.get_model_version(NAME, weak_version).tags["gate_verdict"].startswith("not best")
+    apply_decision(decision, config, tmp_path)
+    assert current_aliases(MACHINE, sqlite_config, tmp_path)["champion"] == good_version
+
+    # the champion handed in again among new challengers is compared, not mistaken for one of them
+    again = _register(material.weak, sqlite_config, tmp_path)
+    decision = run_gate(MACHINE, material.manifest, config, tmp_path / "gate2", project_dir=tmp_path,
+                        challenger_version=[again, good_version])
+    assert decision.challenger.version == good_version and decision.verdict == "keep"
+
+
+def test_challenger_versions_parse_the_pipeline_forms():
+    from asdflow.registry.gate import challenger_versions
+
+    assert challenger_versions(None) == [] and challenger_versions("") == []
+    assert challenger_versions("3") == ["3"] and challenger_versions(4) == ["4"]
+    assert challenger_versions(" 3, 5 ,3,") == ["3", "5"] and challenger_versions([1, "2"]) == ["1", "2"]

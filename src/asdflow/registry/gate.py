@@ -3,7 +3,11 @@
 Both `@challenger` and the current `@champion` are loaded from the registry (as
 the pyfunc models the server will run) and score the same pinned evaluation
 manifest in the same step; stored metrics are never trusted, since the champion
-may have been scored on other data or by older code. Then, on `GateConfig.metric`:
+may have been scored on other data or by older code. When one pipeline run
+registered several challengers (one per detector family), all of them are
+measured on the same clips and the best on the metric stands for the run
+(`GateDecision.challenger`; the others are kept in `other_challengers`).
+Then, on `GateConfig.metric`:
 
 - reject: the challenger is below `absolute_floor` (or could not be scored);
 - promote: there is no champion, or the challenger beats it by at least
@@ -77,7 +81,8 @@ class GateDecision(BaseModel):
     metric: str
     absolute_floor: float
     min_improvement: float
-    challenger: CandidateResult
+    challenger: CandidateResult  # the best of the challengers measured
+    other_challengers: list[CandidateResult] = Field(default_factory=list)  # the rest, best first
     champion: CandidateResult | None = None
     champion_version_seen: str | None = None  # what promote() must still find at @champion
     improvement: float | None = None  # challenger - champion on the metric
@@ -121,13 +126,13 @@ def run_gate(
     *,
     tracking: TrackingConfig | None = None,
     project_dir: str | Path | None = None,
-    challenger_version: str | int | None = None,
+    challenger_version: str | int | list[str | int] | None = None,
     progress: bool = False,
 ) -> GateDecision:
-    """Score `@challenger` (or `challenger_version`) and the current `@champion` on the
-    labelled test clips of `machine_type` in `eval_manifest`, decide, write
-    `out_dir/gate_decision.json`, log it to the challenger's run. Never moves an alias
-    (see `apply_decision`).
+    """Score `@challenger` (or `challenger_version`: one version, a list, or "3,4,5") and the
+    current `@champion` on the labelled test clips of `machine_type` in `eval_manifest`,
+    decide for the best challenger, write `out_dir/gate_decision.json`, log it to that
+    challenger's run. Never moves an alias (see `apply_decision`).
     """
     import mlflow
 
@@ -138,8 +143,8 @@ def run_gate(
     client = tracking_client(tracking, project_dir)
     name = model_name(machine_type, tracking)
 
-    challenger = str(challenger_version) if challenger_version is not None else alias_version(client, name, CHALLENGER)
-    if challenger is None:
+    challengers = challenger_versions(challenger_version) or [v for v in [alias_version(client, name, CHALLENGER)] if v]
+    if not challengers:
         raise RegistryError(f"{name} has no @{CHALLENGER}: register a {machine_type} detector before the gate")
     champion = alias_version(client, name, CHAMPION)
 
@@ -152,11 +157,18 @@ def run_gate(
 
     audio_cache: dict[int, list[np.ndarray]] = {}
     with artifact_progress(progress):
-        measured = {CHALLENGER: _measure(client, name, challenger, CHALLENGER, clips, ground_truth, gate,
-                                         audio_cache, progress)}
-        if champion is not None and champion != challenger:
+        candidates = [_measure(client, name, version, CHALLENGER, clips, ground_truth, gate, audio_cache, progress)
+                      for version in challengers]
+        # best first; a challenger that could not be scored sorts last; a tie keeps the earlier registration
+        candidates.sort(key=lambda c: -c.score if math.isfinite(c.score) else math.inf)
+        measured = {CHALLENGER: candidates[0]}
+        challenger = candidates[0].version
+        if champion is not None and champion not in challengers:
             measured[CHAMPION] = _measure(client, name, champion, CHAMPION, clips, ground_truth, gate,
                                           audio_cache, progress)
+        elif champion is not None and champion != challenger:  # the champion was handed in among the challengers
+            seen = next(c for c in candidates if c.version == champion)
+            measured[CHAMPION] = seen.model_copy(update={"alias": CHAMPION})
 
     verdict, reason, improvement = _decide(measured[CHALLENGER], measured.get(CHAMPION), champion, gate)
     decision = GateDecision(
@@ -168,6 +180,7 @@ def run_gate(
         absolute_floor=gate.absolute_floor,
         min_improvement=gate.min_improvement,
         challenger=measured[CHALLENGER],
+        other_challengers=candidates[1:],
         champion=measured.get(CHAMPION),
         champion_version_seen=champion,
         improvement=improvement,
@@ -187,11 +200,26 @@ def run_gate(
         path = decision.save(out_dir)
         client.log_artifact(run_id, str(path), artifact_path="gate")
         client.set_tag(run_id, "gate_verdict", verdict)
-        client.set_model_version_tag(name, challenger, "gate_verdict", verdict)
-        client.set_model_version_tag(name, challenger, f"gate_{gate.metric}", repr(measured[CHALLENGER].score))
+        for candidate in candidates:
+            outcome = verdict if candidate.version == challenger else f"not best (v{challenger} was)"
+            client.set_model_version_tag(name, candidate.version, "gate_verdict", outcome)
+            client.set_model_version_tag(name, candidate.version, f"gate_{gate.metric}", repr(candidate.score))
     except mlflow.exceptions.MlflowException as err:
         raise RegistryError(f"gate decided {verdict} but could not record it in MLflow: {one_line(err)}") from None
     return decision
+
+
+def challenger_versions(value: str | int | list[str | int] | None) -> list[str]:
+    """Versions as the pipeline hands them over: one, a list, or comma-separated ("3,4,5"); order kept, no repeats."""
+    if value is None:
+        return []
+    items = value if isinstance(value, list) else str(value).split(",")
+    versions: list[str] = []
+    for item in items:
+        text = str(item).strip()
+        if text and text not in versions:
+            versions.append(text)
+    return versions
 
 
 def apply_decision(
