@@ -122,3 +122,9 @@ def test_corrupt_weights_are_a_detector_error(trained, tmp_path):
     (copy / "autoencoder.pt").write_bytes(b"not a torch file")
     with pytest.raises(DetectorError, match="cannot load"):
         load_detector(copy)
+
+
+def test_gamma_threshold_falls_back_to_the_empirical_quantile_when_the_fit_fails():
+    nearly_equal = 0.2 + 1e-9 * np.arange(14)  # scipy's gamma fit raises on this
+    threshold = gamma_threshold(nearly_equal, 0.9)
+    assert np.isfinite(threshold) and nearly_equal.min() <= threshold <= nearly_equal.max()

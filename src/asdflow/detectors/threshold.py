@@ -17,5 +17,12 @@ def gamma_threshold(train_scores: np.ndarray, quantile: float = 0.9) -> float:
         return float(scores[0])
     # Scores can be shifted (e.g. log-domain); fit the gamma to the non-negative offset.
     shift = min(0.0, float(scores.min()))
-    shape, loc, scale = stats.gamma.fit(scores - shift, floc=0.0)
-    return float(stats.gamma.ppf(quantile, shape, loc=loc, scale=scale) + shift)
+    try:
+        shape, loc, scale = stats.gamma.fit(scores - shift, floc=0.0)
+        threshold = float(stats.gamma.ppf(quantile, shape, loc=loc, scale=scale) + shift)
+    except (ValueError, FloatingPointError, RuntimeError):
+        threshold = float("nan")
+    if not np.isfinite(threshold):
+        # Nearly constant scores (or a zero among them) make the gamma fit fail: the empirical quantile still holds.
+        threshold = float(np.quantile(scores, quantile))
+    return threshold

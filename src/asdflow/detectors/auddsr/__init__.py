@@ -1,0 +1,1 @@
+"""AudDSR: VQ-VAE-2 + object-specific decoder + anomaly-detection U-Net (DSR on log-mel spectrograms)."""
