@@ -128,3 +128,8 @@ def test_gamma_threshold_falls_back_to_the_empirical_quantile_when_the_fit_fails
     nearly_equal = 0.2 + 1e-9 * np.arange(14)  # scipy's gamma fit raises on this
     threshold = gamma_threshold(nearly_equal, 0.9)
     assert np.isfinite(threshold) and nearly_equal.min() <= threshold <= nearly_equal.max()
+
+
+def test_gamma_threshold_fits_negative_scores_as_a_shifted_gamma():
+    scores = np.random.default_rng(1).gamma(3.0, 2.0, 5000) - 10.0
+    assert gamma_threshold(scores, 0.9) == pytest.approx(np.quantile(scores, 0.9), abs=0.3)

@@ -1,15 +1,103 @@
 """Settings of the detector families beyond the baseline (imported by asdflow.config: no heavy imports)."""
 
+import typing
+
+from pydantic import Field
+
 from asdflow.config_base import StrictModel
+from asdflow.simulation.config import SimulationConfig
 
 
 class DiscriminatorConfig(StrictModel):
-    """Frozen reconstruction encoder + 4-layer fully connected classifier on normal vs simulated anomalies."""
+    """Frozen reconstruction encoder + 4-layer fully connected classifier on normal vs simulated anomalies.
+
+    The encoder-decoder, patches, latent perturbation and masks are `simulation` (the same
+    settings class as the `simulate` stage). Defaults: see "How the defaults were chosen" in
+    asdflow/detectors/discriminator/detector.py (train rows and synthetic data only).
+    """
+
+    simulation: SimulationConfig = Field(default_factory=SimulationConfig)
+    hidden_sizes: list[int] = Field(default_factory=lambda: [256, 128, 64], min_length=3, max_length=3)  # 4 Linear layers
+    dropout: float = Field(0.2, ge=0, lt=1)
+    freq_bins: int = Field(4, ge=1)  # each encoder map is average-pooled to this many mel bands before time pooling
+    rounds: int = Field(4, ge=1)  # fresh simulated anomalies each round
+    anomalies_per_normal: int = Field(1, ge=1)  # per round
+    epochs_per_round: int = Field(25, ge=1)
+    batch_size: int = Field(128, ge=2)
+    learning_rate: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    score: typing.Literal["logit", "probability"] = "logit"  # per patch, averaged over the clip's patches
+    validation_fraction: float = Field(0.0, ge=0, lt=1)  # held-out normal clips: AUC vs their simulated anomalies
+    min_train_clips: int = Field(4, ge=2)
+    num_threads: int | None = 1  # torch threads while training/scoring (None: torch's default)
 
 
 class ConditionalAEConfig(StrictModel):
-    """Conditional autoencoder scored by k-nearest neighbours in reconstruction-error space."""
+    """Conditional autoencoder scored by k-nearest neighbours in reconstruction-error space.
+
+    Defaults chosen on the valve first-shot TRAIN rows only (held-out train normals vs the
+    same clips with simulated anomalies, 4 folds) and on synthetic data, never on test rows:
+    benchmarks/conditional_ae_selection.py prints the procedure's table.
+    """
+
+    # network: dense Linear+BN+ReLU autoencoder over stacked log-mel frames (the baseline's input);
+    # the condition vector is concatenated to the bottleneck (decoder) and, with "both", to the input
+    hidden_size: int = 128
+    n_hidden_layers: int = 3
+    bottleneck_size: int = 16
+    condition_on: typing.Literal["decoder", "both"] = "both"
+    epochs: int = 40
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    max_frames_per_clip: int | None = None  # stacked vectors kept per training clip (None: all)
+    # condition: "auto" = attribute one-hots where every training clip has attributes, else pseudo-labels
+    conditioning: typing.Literal["auto", "attributes", "pseudo", "domain"] = "auto"
+    n_clusters: int = 4  # k of the k-means pseudo-labels on clip-level log-mel means (clipped to the clip count)
+    # clip embedding in reconstruction-error space: statistics over time of per-mel-bin squared errors.
+    # Chosen on held-out train rows with simulated anomalies (official 0.78 for "max", no log, k 2; 0.76
+    # with log; 0.75 for mean+max; 0.75 for mean; 0.69 for the plain mean error without kNN): the
+    # per-bin maximum over time catches short events, as a valve's open/close transients are.
+    error_stats: list[typing.Literal["mean", "max", "std"]] = ["max"]
+    log_errors: bool = False  # log of the statistics first (lost on the held-out train rows)
+    n_neighbors: int = 2  # k of the kNN distance (per domain at most that domain's clip count - 1)
+    require_both_domains: bool = True  # a training set without target (or source) clips is an error
+    num_threads: int | None = 1  # torch threads while training/scoring (None: torch's default)
 
 
 class AudDSRConfig(StrictModel):
-    """AudDSR: VQ-VAE-2, general + object-specific decoders, anomaly-detection module (focal loss)."""
+    """AudDSR: VQ-VAE-2, general + object-specific decoders, anomaly-detection module (focal loss).
+
+    Defaults: the `full` size benchmarked on CPU (~3 min per fit on 52 clips, 1 thread), much
+    smaller than DSR's (hidden 128, 4096 codes, hundreds of epochs on a GPU). Chosen on train
+    rows / synthetic data only: see src/asdflow/detectors/auddsr/README.md.
+    """
+
+    # VQ-VAE-2 over log-mel crops (the model standardises each mel bin with training statistics)
+    hidden_channels: int = 32
+    embedding_dim: int = 32
+    n_codes_top: int = 64
+    n_codes_bottom: int = 64
+    n_residual: int = 1
+    commitment: float = 0.25
+    ema_decay: float = 0.95  # EMA codebook update; low because the runs are short
+    crop_frames: int = 64  # training crop width in frames (multiple of 16); scoring runs on the whole clip
+    # "median": subtract each clip's per-mel median over time first (drops the stationary background level)
+    clip_normalisation: typing.Literal["none", "median"] = "median"
+    vq_steps: int = 400
+    vq_batch_size: int = 16
+    vq_learning_rate: float = 2e-3
+    # object-specific decoder + anomaly-detection module, trained together on codebook-sampled anomalies
+    steps: int = 400
+    batch_size: int = 8
+    learning_rate: float = 1e-3
+    unet_channels: int = 8
+    anomaly_probability: float = 0.5  # share of training crops that get an anomaly (the rest: empty mask)
+    mask_kinds: list[typing.Literal["perlin", "band_segments"]] = ["perlin", "band_segments"]
+    coverage_range: tuple[float, float] = (0.05, 0.4)  # mask coverage drawn uniformly in this range
+    strength_range: tuple[float, float] = (0.2, 1.0)  # codebook-sampling strength drawn uniformly in this range
+    focal_gamma: float = 2.0
+    # clip score from the anomaly map: its mean (the issue's), or the mean of its top_k_percent cells
+    score: typing.Literal["mean", "top_k_mean"] = "mean"
+    top_k_percent: float = 10.0
+    min_train_clips: int = 2
+    num_threads: int | None = 1  # torch threads while training/scoring (None: torch's default)

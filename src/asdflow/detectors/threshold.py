@@ -15,8 +15,10 @@ def gamma_threshold(train_scores: np.ndarray, quantile: float = 0.9) -> float:
         raise DetectorError(f"cannot fit a decision threshold on {scores.size} training score(s): need at least 2")
     if np.ptp(scores) == 0:
         return float(scores[0])
-    # Scores can be shifted (e.g. log-domain); fit the gamma to the non-negative offset.
-    shift = min(0.0, float(scores.min()))
+    # Scores can be negative (log-domain, logits): fit the gamma to a strictly positive offset,
+    # since a fit with floc=0 refuses a value of exactly 0.
+    low = float(scores.min())
+    shift = low - 1e-6 * float(np.ptp(scores)) if low <= 0 else 0.0
     try:
         shape, loc, scale = stats.gamma.fit(scores - shift, floc=0.0)
         threshold = float(stats.gamma.ppf(quantile, shape, loc=loc, scale=scale) + shift)

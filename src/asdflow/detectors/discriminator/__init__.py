@@ -1,0 +1,1 @@
+"""Discriminator family: frozen reconstruction encoder + fully connected classifier on simulated anomalies."""
