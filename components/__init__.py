@@ -1,6 +1,6 @@
 """KFP components: one thin `@dsl.component` per stage, each calling one `asdflow` function.
 
-Stages: fetch -> validate -> train -> score -> evaluate -> register -> gate -> promote.
+Stages: fetch -> validate -> [separation_train -> denoise] -> train -> score -> evaluate -> register -> gate -> promote.
 Every component imports asdflow inside its body (KFP ships the function's source
 into the container, where the project image provides asdflow), takes the config
 as a profile name plus JSON overrides (`asdflow.pipeline_ops.component_config`),
@@ -12,18 +12,24 @@ from __future__ import annotations
 from kfp import dsl
 from kfp.dsl.python_component import PythonComponent
 
+from components.denoise.component import denoise_data
 from components.evaluate.component import evaluate_scores
 from components.fetch.component import fetch_data
 from components.gate.component import gate_challenger
+from components.generate.component import generate_synthetic_normals
 from components.images import CPU_IMAGE, GPU_IMAGE, Images, image_names
 from components.promote.component import promote_champion
+from components.prompts.component import build_prompts
 from components.register.component import register_challenger
 from components.score.component import score_clips
+from components.separation_train.component import separation_train
+from components.simulate.component import simulate_anomalies
+from components.tango_finetune.component import tango_finetune
 from components.train.component import train_detector
 from components.validate.component import validate_data
 
 ALL = (fetch_data, validate_data, train_detector, score_clips, evaluate_scores, register_challenger, gate_challenger,
-       promote_champion)
+       promote_champion, separation_train, denoise_data)
 
 
 def image_of(component: PythonComponent) -> str:
@@ -42,6 +48,7 @@ __all__ = [
     "CPU_IMAGE",
     "GPU_IMAGE",
     "Images",
+    "denoise_data",
     "evaluate_scores",
     "fetch_data",
     "gate_challenger",
@@ -51,6 +58,7 @@ __all__ = [
     "promote_champion",
     "register_challenger",
     "score_clips",
+    "separation_train",
     "train_detector",
     "validate_data",
 ]

@@ -1,22 +1,34 @@
 """The training pipeline of one machine type:
 
-    fetch -> validate -> train -> score -> evaluate -> register (@challenger) -> gate --promote?--> promote
+    fetch -> validate [-> separation_train -> denoise] -> train -> score -> evaluate
+          -> register (@challenger) -> gate --promote?--> promote
 
 Parameters: the machine type, where the data lives (`project`: a checkout or git URL
 holding data.dvc) and its DVC revision (`data_version`), the config profile and
 config overrides (JSON). The gate re-scores challenger and champion side by side;
 `promote` runs only when its verdict is "promote" (`dsl.If`).
 
-Everything cluster-specific is compile-time and comes from the config the pipeline
+Everything that shapes the graph is compile-time and comes from the config the pipeline
 is built from: images (`ClusterConfig.image_cpu/image_gpu`), GPU settings of the
-GPU-capable step (`ClusterConfig.gpu`), and the Secrets mounted as env vars.
+GPU-capable steps (`ClusterConfig.gpu`), the Secrets mounted as env vars, and the
+separation steps (`separation.enabled`, `separation.use`):
+- disabled, or `use: original` with separation enabled: the separator is still trained,
+  evaluated and registered (`sep-<mt>`) and the clips denoised, but the detector trains and
+  is scored on the original clips;
+- `use: separated`: train, score, evaluate, register and gate all read the separated
+  dataset (the denoise step's output is both their `data` and their `manifest`);
+- `use: both`: the detector trains on the original clips plus the separated train clips
+  (`extra_train`), and is scored and gated on the original clips.
+The config a step runs with at run time (profile + overrides) must agree with the one the
+graph was built from on `separation`; the other sections may differ.
 """
 
 # No `from __future__ import annotations`: KFP reads the pipeline's annotations as objects.
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 from kfp import dsl
 from kfp.dsl.graph_component import GraphComponent
+from kfp.dsl.pipeline_channel import PipelineChannel
 
 import components
 from asdflow.config import AsdflowConfig
@@ -32,33 +44,115 @@ class TrainingOutputs(NamedTuple):
     challenger_version: str  # the model version this run registered
 
 
-def build_training_pipeline(config: AsdflowConfig, gpu: bool = True) -> GraphComponent:
-    """The training pipeline, its images and cluster settings taken from `config`.
+class DetectorInputs(NamedTuple):
+    """The clips the detector steps read: fetched or separated, and optional extra training clips."""
 
-    `gpu=False` runs detector training in the CPU image without asking for an
-    accelerator (a cluster with no GPU pool, or a family that does not need one).
-    The config's profile is the default of the `config_profile` parameter.
-    """
-    cluster = config.cluster
-    fetch = components.on_image(components.fetch_data, cluster.image_cpu)
-    validate = components.on_image(components.validate_data, cluster.image_cpu)
-    train = components.on_image(components.train_detector, cluster.image_gpu if gpu else cluster.image_cpu)
-    score = components.on_image(components.score_clips, cluster.image_cpu)
-    evaluate = components.on_image(components.evaluate_scores, cluster.image_cpu)
-    register = components.on_image(components.register_challenger, cluster.image_cpu)
-    gate = components.on_image(components.gate_challenger, cluster.image_cpu)
-    promote = components.on_image(components.promote_champion, cluster.image_cpu)
+    data: PipelineChannel  # clips the detector trains on and is scored on
+    manifest: PipelineChannel
+    extra_train: Optional[PipelineChannel] = None
 
-    def step(task: dsl.PipelineTask, name: str, *, data: bool = False, mlflow: bool = False) -> dsl.PipelineTask:
+
+class _Steps:
+    """The pipeline's components on the config's images, and how each kind of step is set up."""
+
+    def __init__(self, config: AsdflowConfig, gpu: bool):
+        self.config, self.cluster, self.gpu = config, config.cluster, gpu
+        cpu, gpu_image = self.cluster.image_cpu, self.cluster.image_gpu if gpu else self.cluster.image_cpu
+        on = components.on_image
+        self.fetch = on(components.fetch_data, cpu)
+        self.validate = on(components.validate_data, cpu)
+        self.separation_train = on(components.separation_train, gpu_image)
+        self.denoise = on(components.denoise_data, cpu)
+        self.train = on(components.train_detector, gpu_image)
+        self.score = on(components.score_clips, cpu)
+        self.evaluate = on(components.evaluate_scores, cpu)
+        self.register = on(components.register_challenger, cpu)
+        self.gate = on(components.gate_challenger, cpu)
+        self.promote = on(components.promote_champion, cpu)
+
+    def step(self, task: dsl.PipelineTask, name: str, *, data: bool = False, mlflow: bool = False,
+             accelerated: bool = False) -> dsl.PipelineTask:
         # Never cached: a registry step has side effects, and the same parameters
         # (data_version=HEAD) name different data from one week to the next.
         task.set_caching_options(False)
         task.set_display_name(name)
         if data:
-            with_dvc_secret(task, cluster)
+            with_dvc_secret(task, self.cluster)
         if mlflow:
-            with_mlflow_secret(task, cluster)
+            with_mlflow_secret(task, self.cluster)
+        if accelerated and self.gpu:
+            on_gpu(task, self.cluster.gpu)
         return task
+
+
+# -- stage groups (each adds its tasks to the pipeline being defined) ------------------------------
+
+
+def _fetch_and_validate(s: _Steps, machine_type, project, data_version, settings: dict) -> DetectorInputs:
+    fetched = s.step(s.fetch(project=project, data_version=data_version, **settings), "fetch data", data=True)
+    data = fetched.outputs["data"]
+    validated = s.step(s.validate(data=data, machine_type=machine_type, **settings), "validate data")
+    return DetectorInputs(data=data, manifest=validated.outputs["manifest"])
+
+
+def _separation(s: _Steps, original: DetectorInputs, machine_type, settings: dict) -> DetectorInputs:
+    """separation_train -> denoise, and what the detector then reads (`separation.use`)."""
+    trained = s.step(
+        s.separation_train(data=original.data, manifest=original.manifest, machine_type=machine_type, **settings),
+        "train separator", mlflow=True, accelerated=True,
+    )
+    denoised = s.step(
+        s.denoise(data=original.data, manifest=original.manifest, separator=trained.outputs["separator"],
+                  machine_type=machine_type, **settings),
+        "denoise clips (machine stream)",
+    )
+    separated = denoised.outputs["separated"]
+    use = s.config.separation.use
+    if use == "separated":
+        return DetectorInputs(data=separated, manifest=separated)
+    if use == "both":
+        return original._replace(extra_train=separated)
+    return original
+
+
+def _train_score_evaluate(s: _Steps, inputs: DetectorInputs, machine_type, settings: dict):
+    extra = {"extra_train": inputs.extra_train} if inputs.extra_train is not None else {}
+    trained = s.step(s.train(data=inputs.data, manifest=inputs.manifest, machine_type=machine_type, **extra,
+                             **settings), "train detector", accelerated=True)
+    detector = trained.outputs["detector"]
+    scored = s.step(s.score(data=inputs.data, detector=detector, manifest=inputs.manifest,
+                            machine_type=machine_type, **settings), "score test clips")
+    evaluated = s.step(s.evaluate(scores=scored.outputs["scores"], manifest=inputs.manifest), "evaluate (DCASE score)")
+    return detector, scored.outputs["scores"], evaluated.outputs["evaluation"]
+
+
+def _register_gate_promote(s: _Steps, inputs: DetectorInputs, detector, scores, evaluation, machine_type,
+                           data_version, settings: dict) -> TrainingOutputs:
+    registered = s.step(
+        s.register(detector=detector, manifest=inputs.manifest, scores=scores, evaluation=evaluation,
+                   machine_type=machine_type, data_version=data_version, **settings),
+        "register challenger", mlflow=True,
+    )
+    gated = s.step(
+        s.gate(data=inputs.data, manifest=inputs.manifest, machine_type=machine_type,
+               challenger_version=registered.output, **settings),
+        "gate: challenger vs champion", mlflow=True,
+    )
+    # "Output", not a named output: kfp.local resolves conditions only on `<task>-Output` channels.
+    with dsl.If(gated.outputs["Output"] == PROMOTE, name="gate-says-promote"):
+        s.step(s.promote(decision=gated.outputs["decision"], **settings), "promote champion", mlflow=True)
+    return TrainingOutputs(verdict=gated.outputs["Output"], challenger_version=registered.output)
+
+
+def build_training_pipeline(config: AsdflowConfig, gpu: bool = True) -> GraphComponent:
+    """The training pipeline, its images, cluster settings and separation steps taken from `config`.
+
+    `gpu=False` runs the GPU-capable steps (separator and detector training) in the CPU image
+    without asking for an accelerator (a cluster with no GPU pool, or a family that does not
+    need one). The config's profile is the default of the `config_profile` parameter.
+    """
+    steps = _Steps(config, gpu)
+    separation = config.separation.enabled
 
     @dsl.pipeline(name=PIPELINE_NAME, description="Train, evaluate, register and gate one machine type's detector.")
     def training(
@@ -69,31 +163,11 @@ def build_training_pipeline(config: AsdflowConfig, gpu: bool = True) -> GraphCom
         config_overrides: str = "{}",
     ) -> TrainingOutputs:
         settings = {"config_profile": config_profile, "config_overrides": config_overrides}
-        fetched = step(fetch(project=project, data_version=data_version, **settings), "fetch data", data=True)
-        data = fetched.outputs["data"]
-        validated = step(validate(data=data, machine_type=machine_type, **settings), "validate data")
-        manifest = validated.outputs["manifest"]
-        trained = step(train(data=data, manifest=manifest, machine_type=machine_type, **settings), "train detector")
-        if gpu:
-            on_gpu(trained, cluster.gpu)
-        detector = trained.outputs["detector"]
-        scored = step(score(data=data, detector=detector, manifest=manifest, machine_type=machine_type, **settings),
-                      "score test clips")
-        evaluated = step(evaluate(scores=scored.outputs["scores"], manifest=manifest), "evaluate (DCASE score)")
-        registered = step(
-            register(detector=detector, manifest=manifest, scores=scored.outputs["scores"],
-                     evaluation=evaluated.outputs["evaluation"], machine_type=machine_type,
-                     data_version=data_version, **settings),
-            "register challenger", mlflow=True,
-        )
-        gated = step(
-            gate(data=data, manifest=manifest, machine_type=machine_type, challenger_version=registered.output,
-                 **settings),
-            "gate: challenger vs champion", mlflow=True,
-        )
-        # "Output", not a named output: kfp.local resolves conditions only on `<task>-Output` channels.
-        with dsl.If(gated.outputs["Output"] == PROMOTE, name="gate-says-promote"):
-            step(promote(decision=gated.outputs["decision"], **settings), "promote champion", mlflow=True)
-        return TrainingOutputs(verdict=gated.outputs["Output"], challenger_version=registered.output)
+        inputs = _fetch_and_validate(steps, machine_type, project, data_version, settings)
+        if separation:
+            inputs = _separation(steps, inputs, machine_type, settings)
+        detector, scores, evaluation = _train_score_evaluate(steps, inputs, machine_type, settings)
+        return _register_gate_promote(steps, inputs, detector, scores, evaluation, machine_type, data_version,
+                                      settings)
 
     return training

@@ -1,3 +1,7 @@
+import json
+import shutil
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -37,3 +41,73 @@ def test_machine_manifest_names_what_is_missing():
         machine_manifest(manifest, "valve", "test")
     with pytest.raises(DataError, match="no train clips"):
         machine_manifest(manifest, "fan", "train")
+
+
+# --- extra training data and separation.use ------------------------------------------------------
+
+
+def _extra_folder(tiny_dataset: Path, out: Path, synthetic: bool) -> Path:
+    """A copy of fan's train clips; with `synthetic`, listed in a manifest.csv that flags them synthetic."""
+    from asdflow.data.dcase_reader import build_manifest
+
+    shutil.copytree(tiny_dataset / "fan" / "train", out / "fan" / "train")
+    if synthetic:
+        manifest = build_manifest(out, progress=False)
+        Manifest(root=str(out), records=[r.model_copy(update={"synthetic": True}) for r in manifest.records]).save(out)
+    return out
+
+
+def test_extra_training_clips_keep_the_synthetic_flag_and_refuse_empty_folders(tmp_path, tiny_dataset):
+    from asdflow.jobs import extra_training_clips
+
+    synthetic = _extra_folder(tiny_dataset, tmp_path / "synthetic", synthetic=True)
+    layout = _extra_folder(tiny_dataset, tmp_path / "layout", synthetic=False)
+    n_train = len(list((tiny_dataset / "fan" / "train").glob("*.wav")))
+    found = extra_training_clips([synthetic, layout], "fan")
+    assert len(found) == 2 * n_train
+    assert [r.synthetic for r in found] == [True] * n_train + [False] * n_train
+    assert all(r.split == "train" and r.label == "normal" and r.machine_type == "fan" for r in found)
+    with pytest.raises(DataError, match=r"extra training data .*layout: no normal train clips of machine type 'pump'"):
+        extra_training_clips([layout], "pump")
+
+
+@pytest.mark.parametrize("enabled, use, expect_train, expect_extra, expect_scored", [
+    (False, "separated", "original", 0, "original"),  # separation off: use is ignored
+    (True, "original", "original", 0, "original"),
+    (True, "separated", "separated", 0, "separated"),
+    (True, "both", "original", 1, "original"),
+])
+def test_detector_data_follows_separation_use(tiny_config, enabled, use, expect_train, expect_extra, expect_scored):
+    from asdflow.jobs import detector_data, scoring_data
+
+    original = Manifest(root="/original", records=_records("fan"))
+    separated = Manifest(root="/separated", records=_records("fan"))
+    config = tiny_config.model_copy(update={"separation": tiny_config.separation.model_copy(
+        update={"enabled": enabled, "use": use})})
+    train, extra = detector_data(original, config, separated)
+    assert {"original": original, "separated": separated}[expect_train] is train and len(extra) == expect_extra
+    assert extra == ([separated] if expect_extra else [])
+    assert scoring_data(original, config, separated) is {"original": original, "separated": separated}[expect_scored]
+    # no separated dataset given: the caller already chose the manifest (the pipeline passes the separated one)
+    assert detector_data(original, config) == (original, []) and scoring_data(original, config) is original
+
+
+def test_cli_train_takes_repeated_extra_train_folders(tmp_path, tiny_dataset):
+    from typer.testing import CliRunner
+
+    from asdflow.cli import app
+
+    extra_a = _extra_folder(tiny_dataset, tmp_path / "a", synthetic=True)
+    extra_b = _extra_folder(tiny_dataset, tmp_path / "b", synthetic=False)
+    result = CliRunner().invoke(app, ["train", str(tiny_dataset), "-m", "fan", "--profile", "tiny", "-q",
+                                      "--out", str(tmp_path / "det"), "--extra-train", str(extra_a),
+                                      "--extra-train", str(extra_b)])
+    assert result.exit_code == 0, result.output
+    n_train = len(list((tiny_dataset / "fan" / "train").glob("*.wav")))
+    assert f"trained on {3 * n_train} clips ({2 * n_train} from --extra-train)" in result.output
+    fit = json.loads((tmp_path / "det" / "fan" / "detector.json").read_text())["fit_info"]
+    assert fit["n_clips"] == 3 * n_train
+    result = CliRunner().invoke(app, ["train", str(tiny_dataset), "-m", "pump", "--profile", "tiny", "-q",
+                                      "--out", str(tmp_path / "det"), "--extra-train", str(extra_a)])
+    assert isinstance(result.exception, DataError)  # the real entry point prints it as one line
+    assert "no normal train clips of machine type 'pump'" in str(result.exception)

@@ -1,6 +1,8 @@
 """train: fit the configured detector family on one machine type's normal clips (asdflow.jobs)."""
 
 # No `from __future__ import annotations`: KFP reads the Input[...]/Output[...] annotations as objects.
+from typing import Optional
+
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Model, Output
 
@@ -16,12 +18,16 @@ def train_detector(
     config_profile: str,
     config_overrides: str,
     detector: Output[Model],
+    extra_train: Optional[Input[Dataset]] = None,
 ):
-    """Train on the validated manifest's normal training clips of `machine_type`; `detector` is the saved folder."""
+    """Train on the validated manifest's normal training clips of `machine_type`; `detector` is the saved folder.
+    `extra_train` (optional): a DCASE-layout folder (e.g. the denoise step's separated clips) whose normal
+    train clips of `machine_type` join training (asdflow.jobs.extra_training_clips)."""
     from asdflow.data.manifest import Manifest
     from asdflow.jobs import train_detector
     from asdflow.pipeline_ops import component_config
 
     config = component_config(config_profile, config_overrides)
-    result = train_detector(Manifest.load(manifest.path), machine_type, config, detector.path)
+    extra = [extra_train.path] if extra_train is not None else None
+    result = train_detector(Manifest.load(manifest.path), machine_type, config, detector.path, extra_train=extra)
     detector.metadata.update({"machine_type": machine_type, "family": result.family, "threshold": result.threshold})

@@ -16,8 +16,11 @@ import typer
 from asdflow.cli_data_version import data_version
 from asdflow.cli_models import models_app
 from asdflow.cli_pipeline import pipeline_app
+from asdflow.cli_prompts import prompts
 from asdflow.cli_separate import separate, separate_train
 from asdflow.cli_serve import serve
+from asdflow.cli_simulate import simulate
+from asdflow.cli_synthesis import synthesis_app
 from asdflow.config import AsdflowConfig, load_config
 from asdflow.errors import AsdflowError
 
@@ -33,6 +36,9 @@ separation_app = typer.Typer(no_args_is_help=True, help="Separation: train the C
 app.add_typer(separation_app, name="separation")
 separation_app.command("train")(separate_train)
 app.command("separate")(separate)
+app.command("prompts")(prompts)
+app.command("simulate")(simulate)
+app.add_typer(synthesis_app, name="synthesis")
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config (validated); merged over the profile.")
 ProfileOpt = typer.Option(None, "--profile", "-p", help="tiny | demo | full (default: the config's, else demo).")
@@ -144,6 +150,9 @@ def train(
     config: Optional[Path] = ConfigOpt,
     profile: Optional[str] = ProfileOpt,
     seed: Optional[int] = typer.Option(None),
+    extra_train: Optional[list[Path]] = typer.Option(
+        None, "--extra-train", help="Extra DCASE-layout folder (separated clips, synthetic normals) whose normal "
+        "train clips join training; repeat for several."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ):
     """Train the configured detector family on each machine type's normal training clips."""
@@ -152,8 +161,9 @@ def train(
     cfg = _config(config, profile, quiet, seed=seed)
     manifest = load_dataset(data, cfg.progress)
     for machine in machine_type or manifest.machine_types():
-        result = train_detector(manifest, machine, cfg, out / machine)
-        _say(f"{machine}: {result.family} trained on {result.fit_info.get('n_clips')} clips, "
+        result = train_detector(manifest, machine, cfg, out / machine, extra_train=extra_train or None)
+        extra = f" ({result.n_extra_clips} from --extra-train)" if result.n_extra_clips else ""
+        _say(f"{machine}: {result.family} trained on {result.fit_info.get('n_clips')} clips{extra}, "
              f"threshold {result.threshold:.4g}, saved to {result.detector_dir}")
 
 

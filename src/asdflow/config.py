@@ -278,11 +278,19 @@ class SeparationConfig(StrictModel):
     gain_db: tuple[float, float] = (-6.0, 6.0)  # random overall gain of each mixture
     batch_size: int = Field(4, ge=1)
     learning_rate: float = Field(1e-3, gt=0)
+    grad_clip: float | None = Field(5.0, gt=0)  # largest gradient L2 norm (the paper's 5); null: no clipping
     steps: int = Field(2000, ge=1)
     checkpoint_every: int = Field(100, ge=1)
     chunk_seconds: float = Field(4.0, gt=0)  # denoising: chunk length
     overlap: float = Field(0.5, ge=0, lt=1)  # denoising: overlap fraction between chunks
+    # what the detectors get: original audio, separated audio (train and score), or both
+    # (the separated train clips as extra training data, scoring on the originals; the report's use)
     use: Literal["original", "separated", "both"] = "original"
+    # evaluation on held-out mixtures: this fraction of each supplemental kind (clean, noise) is kept
+    # out of training when a kind has 2+ clips; mixtures per SNR, each `segment_seconds` long
+    eval_fraction: float = Field(0.2, ge=0, lt=1)
+    eval_mixtures: int = Field(20, ge=1)
+    eval_snr_db: list[float] = Field(default_factory=lambda: [-5.0, 0.0, 5.0], min_length=1)
     seed: int = Field(0, ge=0)
 
     @field_validator("snr_db", "gain_db")

@@ -13,7 +13,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from asdflow.config import AsdflowConfig
-from asdflow.data.manifest import Manifest
+from asdflow.data.manifest import ClipRecord, Manifest
 from asdflow.detectors.base import Detector, load_detector, make_detector
 from asdflow.errors import DataError
 
@@ -50,21 +50,100 @@ class TrainResult(BaseModel):
     detector_dir: str
     threshold: float
     fit_info: dict
+    data: str = "original"  # which clips it trained on: original | separated | both
+    n_extra_clips: int = 0  # normal train clips added from extra folders (separated, synthetic)
+
+
+def extra_training_clips(folders: list[str | Path], machine_type: str) -> list[ClipRecord]:
+    """The normal train clips of `machine_type` in each extra folder, as they are listed there.
+
+    A folder holding a saved manifest.csv is read from it, so flags the reader cannot see in a
+    file name (`synthetic=True` of generated normals) survive; any other folder is read as a
+    DCASE layout. DataError when a folder holds no normal train clip of the machine type: an
+    extra folder that adds nothing is a wiring mistake, not something to skip silently.
+    """
+    records: list[ClipRecord] = []
+    for folder in folders:
+        found = load_dataset(folder, progress=False).select(machine_type=machine_type, split="train")
+        normal = [r for r in found.records if r.label in ("normal", None)]
+        if not normal:
+            raise DataError(f"extra training data {folder}: no normal train clips of machine type {machine_type!r} "
+                            f"(expected {Path(folder) / machine_type / 'train'}/section_XX_*_train_normal_*.wav)")
+        records += normal
+    return records
+
+
+def separated_dataset(separated: str | Path | Manifest) -> Manifest:
+    """The separated clips' manifest: a Manifest as it is, or a folder the denoise stage wrote (its manifest.csv,
+    else read as a DCASE layout)."""
+    return separated if isinstance(separated, Manifest) else load_dataset(separated, progress=False)
+
+
+def detector_data(
+    manifest: Manifest,
+    config: AsdflowConfig,
+    separated: str | Path | Manifest | None = None,
+) -> tuple[Manifest, list[Manifest]]:
+    """What the detector trains on under `config.separation.use`: (train manifest, extra manifests).
+
+    With no `separated` dataset, `manifest` is what the caller chose (the pipeline hands the
+    separated dataset itself as `manifest` under use: separated): it is used as it is. Else:
+    original (or separation disabled): `manifest`; separated: the separated clips instead;
+    both: `manifest` plus the separated train clips as extra normal training data (the report's use).
+    """
+    use = config.separation.use if config.separation.enabled else "original"
+    if separated is None or use == "original":
+        return manifest, []
+    separated_manifest = separated_dataset(separated)
+    if use == "separated":
+        return separated_manifest, []
+    return manifest, [separated_manifest]
+
+
+def scoring_data(manifest: Manifest, config: AsdflowConfig, separated: str | Path | Manifest | None = None) -> Manifest:
+    """The clips to score (and gate on) under `config.separation.use`: the separated ones when use is
+    "separated" and a separated dataset is given (a detector trained on separated audio hears
+    separated audio), else `manifest`."""
+    use = config.separation.use if config.separation.enabled else "original"
+    if use != "separated" or separated is None:
+        return manifest
+    return separated_dataset(separated)
 
 
 def train_detector(
-    manifest: Manifest, machine_type: str, config: AsdflowConfig, out_dir: str | Path
+    manifest: Manifest,
+    machine_type: str,
+    config: AsdflowConfig,
+    out_dir: str | Path,
+    extra_train: list[str | Path] | None = None,
+    separated: str | Path | Manifest | None = None,
 ) -> TrainResult:
-    """Fit the configured family on the machine type's normal training clips; save it to out_dir."""
+    """Fit the configured family on the machine type's normal training clips; save it to out_dir.
+
+    extra_train: DCASE-layout folders (or folders with a saved manifest.csv) whose normal train
+    clips of the machine type join training (separated clips, synthetic normals; see
+    `extra_training_clips`), whatever `separation.use` says. separated: the separated dataset,
+    used as `config.separation.use` says (`detector_data`) when separation is enabled.
+    """
+    train_manifest, from_separation = detector_data(manifest, config, separated)
+    chosen = machine_manifest(train_manifest, machine_type, "train")
+    extra = [r for m in from_separation for r in machine_manifest(m, machine_type, "train").records
+             if r.label in ("normal", None)]
+    extra += extra_training_clips(list(extra_train or []), machine_type)
+    if extra:
+        chosen = Manifest(root=chosen.root, records=chosen.records + extra, problems=chosen.problems)
     detector = make_detector(config.detector, config.features, seed=config.seed)
-    detector.fit(machine_manifest(manifest, machine_type, "train"), progress=config.progress)
+    detector.fit(chosen, progress=config.progress)
     detector.save(out_dir)
+    use = config.separation.use if config.separation.enabled else "original"
     return TrainResult(
         machine_type=machine_type,
         family=detector.family,
         detector_dir=str(out_dir),
         threshold=float(detector.threshold),
         fit_info=detector.fit_info,
+        data=use,
+        n_extra_clips=len(extra),
     )
 
 
@@ -81,12 +160,21 @@ def score_clips(
     machine_type: str,
     out_dir: str | Path,
     progress: bool = True,
+    separated: str | Path | Manifest | None = None,
 ) -> ScoreResult:
-    """Score every test clip of the machine type; write scores.csv and the DCASE submission files."""
+    """Score every test clip of the machine type; write scores.csv and the DCASE submission files.
+
+    separated: the separated dataset (a folder `separate_dataset`/the denoise stage wrote, or its
+    manifest); when given, its copies of the test clips are scored instead (same names, so the
+    scores still match the ground truth). Callers pass it when `separation.use` is "separated"
+    (`scoring_data` decides).
+    """
     from asdflow.evaluation.submission import write_submission
 
     if not isinstance(detector, Detector):
         detector = load_detector(detector)
+    if separated is not None:
+        manifest = separated_dataset(separated)
     test = machine_manifest(manifest, machine_type, "test")
     scores = detector.score(test, progress=progress)
     decisions = {name: bool(detector.decide(value)) for name, value in scores.items()}

@@ -284,3 +284,38 @@ def test_config_defaults_are_the_papers_and_ranges_are_checked():
     assert default.enabled is False and default.use == "original"
     with pytest.raises(ValidationError, match="low end comes first"):
         SeparationConfig(snr_db=(5.0, -5.0))
+
+
+# --- bad input ---------------------------------------------------------------------------------
+
+
+def test_a_missing_supplemental_folder_names_both_kinds(tmp_path, dataset, sep_config):
+    root = tmp_path / "data"
+    shutil.copytree(dataset.root, root)
+    shutil.rmtree(root / "fan" / "supplemental")
+    manifest = build_manifest(root, progress=False)
+    with pytest.raises(DataError, match=r"'fan'.*no clean and no noise clips in .*fan/supplemental"):
+        train_separator(manifest, sep_config, tmp_path / "sep", progress=False)
+    assert not (tmp_path / "sep").exists()  # nothing half-written
+
+
+def test_short_silent_and_unreadable_supplemental_clips_train_with_finite_losses(tmp_path, sep_config):
+    from asdflow.data.audio import write_audio
+
+    folder = tmp_path / "data" / "fan" / "supplemental"
+    rng = np.random.default_rng(0)
+    # shorter than a segment (tiled), digital silence (no SNR defined: noise left unscaled), and a broken file
+    write_audio(folder / "section_00_source_supplemental_clean_0000.wav", _tone(0.05), SR)
+    write_audio(folder / "section_00_source_supplemental_clean_0001.wav", np.zeros(SR // 2, np.float32), SR)
+    write_audio(folder / "section_00_source_supplemental_noise_0000.wav",
+                rng.standard_normal(SR // 20).astype(np.float32) * 0.1, SR)
+    write_audio(folder / "section_00_source_supplemental_noise_0001.wav", np.zeros(SR // 2, np.float32), SR)
+    (folder / "section_00_source_supplemental_noise_0002.wav").write_bytes(b"RIFF broken")
+    manifest = build_manifest(tmp_path / "data", read_headers=False, progress=False)
+    config = sep_config.model_copy(update={"steps": 6, "batch_size": 4, "checkpoint_every": 6})
+    result = train_separator(manifest, config, tmp_path / "sep", progress=False)
+    assert len(result.losses) == 6 and all(np.isfinite(result.losses))
+    assert [Path(p.path).name for p in result.skipped] == ["section_00_source_supplemental_noise_0002.wav"]
+    model, _ = load_separator(result.separator_dir)
+    for p in model.parameters():
+        assert torch.isfinite(p).all()

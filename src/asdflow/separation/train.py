@@ -91,8 +91,11 @@ def _restore(path: Path, model, optimizer, scaler, config: SeparationConfig) -> 
 
 
 def train_steps(model, optimizer, scaler, source: MixtureSource, start: int, stop: int, device: torch.device,
-                on_step=None, progress: bool = True) -> list[float]:
-    """Steps start+1..stop; returns their losses. on_step(step) runs after each (checkpointing)."""
+                on_step=None, progress: bool = True, grad_clip: float | None = None) -> list[float]:
+    """Steps start+1..stop; returns their losses. on_step(step) runs after each (checkpointing).
+
+    grad_clip: the largest L2 norm of the gradients (the paper clips at 5); None: no clipping.
+    """
     use_amp = device.type == "cuda"  # mixed precision only where it pays and is supported
     losses: list[float] = []
     model.train()
@@ -107,6 +110,9 @@ def train_steps(model, optimizer, scaler, source: MixtureSource, start: int, sto
         loss = neg_si_snr_loss(estimates, ref)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        if grad_clip:
+            scaler.unscale_(optimizer)  # clip the true gradients, not the AMP-scaled ones
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         scaler.step(optimizer)
         scaler.update()
         losses.append(float(loss.detach()))
@@ -125,8 +131,24 @@ def train_separator(
     resume: bool = True,
 ) -> SeparatorTrainResult:
     """Train (or resume) a separator on mixtures of the manifest's supplemental clips; writes out_dir/separator/."""
-    out = Path(out_dir)
     source = load_mixture_source(manifest, config, machine_types)
+    return train_on_source(source, config, out_dir, progress=progress, resume=resume,
+                           extra={"data_root": str(manifest.root)})
+
+
+def train_on_source(
+    source: MixtureSource,
+    config: SeparationConfig,
+    out_dir: str | Path,
+    progress: bool = True,
+    resume: bool = True,
+    extra: dict | None = None,
+) -> SeparatorTrainResult:
+    """Train (or resume) on any MixtureSource (e.g. pools of real clips a benchmark assembles); writes out_dir/separator/.
+
+    `extra` goes into separator.json beside the sizes and version.
+    """
+    out = Path(out_dir)
     device = _device()
     torch.manual_seed(config.seed)
     model = build_separator(config).to(device)
@@ -145,12 +167,12 @@ def train_separator(
             _save_checkpoint(out / CHECKPOINTS / f"step_{step:06d}.pt", step, model, optimizer, scaler, config, source.machine_types)
 
     began = time.perf_counter()
-    losses = train_steps(model, optimizer, scaler, source, start, config.steps, device, checkpoint, progress)
+    losses = train_steps(model, optimizer, scaler, source, start, config.steps, device, checkpoint, progress,
+                         grad_clip=config.grad_clip)
     seconds = time.perf_counter() - began
     final_loss = losses[-1] if losses else None
     separator_dir = save_separator(model, config, out / SEPARATOR, extra={
-        "steps": config.steps, "machine_types": source.machine_types, "final_loss": final_loss,
-        "data_root": str(manifest.root),
+        "steps": config.steps, "machine_types": source.machine_types, "final_loss": final_loss, **(extra or {}),
     })
     version = json.loads((separator_dir / "separator.json").read_text())["version"]
     return SeparatorTrainResult(

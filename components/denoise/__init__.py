@@ -1,0 +1,1 @@
+"""The denoise component (component.py)."""

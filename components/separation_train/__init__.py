@@ -1,0 +1,1 @@
+"""The separation_train component (component.py)."""

@@ -1,0 +1,202 @@
+"""The separation stages as the pipeline (and the CLI) runs them, one call per KFP component.
+
+- `separation_train_stage`: train on the machine type's supplemental clips minus a held-out
+  part, score SI-SNRi on held-out mixtures (beside the Wiener baseline), register `sep-<mt>`;
+- `denoise_stage`: the machine stream of the machine type's train and test clips, in the same
+  layout and names, with a manifest.csv of the separated clips beside them (labels, domains,
+  attributes and flags copied from the input manifest), so later stages read it like any dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel
+
+from asdflow.config import AsdflowConfig, SeparationConfig
+from asdflow.data.manifest import ClipRecord, Manifest, ManifestProblem
+from asdflow.errors import DataError
+
+STAGE_FILE = "separation_stage.json"
+
+
+def split_supplemental(manifest: Manifest, machine_type: str, fraction: float) -> tuple[Manifest, Manifest | None]:
+    """(training part, held-out part) of the machine type's supplemental clips.
+
+    Per kind (clean, noise), the last `fraction` of the clips by name is held out, at least one,
+    and only while one stays for training: a kind with a single clip is not held out, and then
+    there is no held-out part (None): the evaluation falls back to fresh mixtures of the
+    training clips and says so (`held_out=False`).
+    """
+    supplemental = [r for r in manifest.records if r.machine_type == machine_type and r.split == "supplemental"]
+    train: list[ClipRecord] = []
+    held: list[ClipRecord] = []
+    complete = True
+    for kind in ("clean", "noise"):
+        clips = sorted((r for r in supplemental if r.supplemental_kind == kind), key=lambda r: r.name)
+        n_held = max(1, int(round(len(clips) * fraction))) if fraction > 0 and len(clips) >= 2 else 0
+        n_held = min(n_held, len(clips) - 1) if clips else 0
+        complete &= n_held > 0
+        train += clips[: len(clips) - n_held]
+        held += clips[len(clips) - n_held :]
+    others = [r for r in manifest.records if not (r.machine_type == machine_type and r.split == "supplemental")]
+    train_manifest = Manifest(root=manifest.root, records=others + train, problems=list(manifest.problems))
+    if not complete:
+        return Manifest(root=manifest.root, records=others + train + held, problems=list(manifest.problems)), None
+    return train_manifest, Manifest(root=manifest.root, records=held)
+
+
+class SeparatorEvaluation(BaseModel):
+    machine_type: str
+    held_out: bool  # False: mixtures of the training clips (too few clips to hold any out)
+    n_clean: int
+    n_noise: int
+    scores: dict  # SeparationScores as a dict
+
+    @property
+    def si_snri_db(self) -> float:
+        return float(self.scores["separator_si_snri_db"])
+
+
+def evaluate_separator(
+    separator_dir: str | Path,
+    manifest: Manifest,
+    machine_type: str,
+    config: SeparationConfig,
+    held_out: bool = True,
+    progress: bool = False,
+) -> SeparatorEvaluation:
+    """SI-SNRi of the separator and of the Wiener baseline on `config.eval_mixtures` mixtures per SNR of
+    `config.eval_snr_db`, made from the manifest's supplemental clips of the machine type."""
+    import torch
+
+    from asdflow.separation.denoise import separate_waveform
+    from asdflow.separation.evaluation import SeparationScores, make_eval_mixtures, score_mixtures
+    from asdflow.separation.mixtures import load_mixture_source
+    from asdflow.separation.model import load_separator
+
+    source = load_mixture_source(manifest, config, [machine_type])
+    model, info = load_separator(separator_dir)
+    rate = int(info["config"]["sample_rate"])
+    mixtures = make_eval_mixtures(source.clean[machine_type], source.noise[machine_type], config.eval_snr_db,
+                                  config.eval_mixtures, source.segment_length, seed=config.seed + 1)
+    chunk = float(info["config"]["chunk_seconds"])
+    with torch.inference_mode():
+        scores: SeparationScores = score_mixtures(mixtures, lambda x: separate_waveform(model, x, rate, chunk))
+    return SeparatorEvaluation(machine_type=machine_type, held_out=held_out, n_clean=len(source.clean[machine_type]),
+                               n_noise=len(source.noise[machine_type]), scores=scores.model_dump())
+
+
+class SeparationStageResult(BaseModel):
+    machine_type: str
+    separator_dir: str
+    version: str  # the weights' sha256
+    steps: int
+    final_loss: float | None
+    steps_per_second: float
+    evaluation: SeparatorEvaluation
+    registered_version: str | None = None  # of sep-<machine_type> in MLflow
+    skipped: list[ManifestProblem] = []
+
+
+def separation_train_stage(
+    manifest: Manifest,
+    machine_type: str,
+    config: AsdflowConfig,
+    separator_dir: str | Path,
+    work_dir: str | Path | None = None,
+    register: bool = True,
+    project_dir: str | Path | None = None,
+) -> SeparationStageResult:
+    """Train the machine type's separator, evaluate it on held-out mixtures, register it as `sep-<mt>`.
+
+    `separator_dir` receives separator.json + separator.pt (+ separation_stage.json, the figures).
+    Checkpoints go to `work_dir` (a re-run with the same work_dir resumes), a temporary folder by default.
+    """
+    from asdflow.separation.train import train_separator
+
+    sep = config.separation
+    train_part, held = split_supplemental(manifest, machine_type, sep.eval_fraction)
+    out = Path(separator_dir)
+    with tempfile.TemporaryDirectory(prefix="asdflow-separator-") as tmp:
+        work = Path(work_dir) if work_dir is not None else Path(tmp)
+        trained = train_separator(train_part, sep, work, progress=config.progress, machine_types=[machine_type])
+        if out.exists():
+            shutil.rmtree(out)
+        shutil.copytree(trained.separator_dir, out)
+    evaluation = evaluate_separator(out, held if held is not None else train_part, machine_type, sep,
+                                    held_out=held is not None)
+    losses = trained.losses
+    metrics = {
+        **_scores_metrics(evaluation),
+        "steps": float(trained.steps),
+        "final_loss": float(np.mean(losses[-10:])) if losses else float("nan"),
+        "steps_per_second": trained.steps_per_second,
+    }
+    registered = None
+    if register:
+        from asdflow.registry.separators import register_separator
+
+        registered = register_separator(out, machine_type, config, metrics, project_dir=project_dir,
+                                        tags={"held_out_evaluation": str(evaluation.held_out).lower()}).version
+    result = SeparationStageResult(
+        machine_type=machine_type, separator_dir=str(out), version=trained.version, steps=trained.steps,
+        final_loss=trained.final_loss, steps_per_second=trained.steps_per_second, evaluation=evaluation,
+        registered_version=registered, skipped=trained.skipped,
+    )
+    (out / STAGE_FILE).write_text(json.dumps(result.model_dump(), indent=2, default=str))
+    return result
+
+
+def _scores_metrics(evaluation: SeparatorEvaluation) -> dict[str, float]:
+    from asdflow.separation.evaluation import SeparationScores
+
+    return SeparationScores(**evaluation.scores).metrics()
+
+
+def separated_manifest(manifest: Manifest, separated_root: str | Path, written: list[Path]) -> Manifest:
+    """The input manifest's records of the written clips, their paths moved under `separated_root`."""
+    from asdflow.data.audio import md5_of
+
+    root, out = Path(manifest.root).resolve(), Path(separated_root).resolve()
+    done = {p.resolve() for p in written}
+    records = []
+    for record in manifest.records:
+        target = out / Path(record.path).resolve().relative_to(root)
+        if target in done:
+            records.append(record.model_copy(update={"path": str(target), "md5": md5_of(target)}))
+    return Manifest(root=str(out), records=records)
+
+
+class DenoiseResult(BaseModel):
+    machine_type: str
+    out_dir: str
+    n_written: int
+    problems: list[ManifestProblem]
+    realtime_factor: float
+
+
+def denoise_stage(
+    separator_dir: str | Path,
+    manifest: Manifest,
+    machine_type: str,
+    out_dir: str | Path,
+    progress: bool = True,
+) -> DenoiseResult:
+    """Separate the machine type's train and test clips of `manifest` into `out_dir` and save the
+    separated clips' manifest.csv there (unreadable clips: listed in its problems, the rest written)."""
+    from asdflow.separation.denoise import separate_dataset
+
+    chosen = manifest.select(machine_type=machine_type)
+    if not [r for r in chosen.records if r.split in ("train", "test")]:
+        raise DataError(f"no train or test clips of machine type {machine_type!r} in {manifest.root} to denoise")
+    run = separate_dataset(separator_dir, chosen, out_dir, progress=progress)
+    separated = separated_manifest(chosen, run.out_root, run.written)
+    separated.problems = list(run.problems)
+    separated.save(run.out_root)
+    return DenoiseResult(machine_type=machine_type, out_dir=str(run.out_root), n_written=len(run.written),
+                         problems=run.problems, realtime_factor=run.realtime_factor)
