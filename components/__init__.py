@@ -1,6 +1,7 @@
 """KFP components: one thin `@dsl.component` per stage, each calling one `asdflow` function.
 
-Stages: fetch -> validate -> [separation_train -> denoise] -> train -> score -> evaluate -> register -> gate -> promote.
+Stages: fetch -> validate -> [separation_train -> denoise] [prompts -> tango_finetune -> generate] [simulate]
+-> train -> score -> evaluate -> register (per detector family) -> gate -> promote.
 Every component imports asdflow inside its body (KFP ships the function's source
 into the container, where the project image provides asdflow), takes the config
 as a profile name plus JSON overrides (`asdflow.pipeline_ops.component_config`),
@@ -29,7 +30,8 @@ from components.train.component import train_detector
 from components.validate.component import validate_data
 
 ALL = (fetch_data, validate_data, train_detector, score_clips, evaluate_scores, register_challenger, gate_challenger,
-       promote_champion, separation_train, denoise_data)
+       promote_champion, separation_train, denoise_data, build_prompts, tango_finetune, generate_synthetic_normals,
+       simulate_anomalies)
 
 
 def image_of(component: PythonComponent) -> str:
@@ -48,10 +50,12 @@ __all__ = [
     "CPU_IMAGE",
     "GPU_IMAGE",
     "Images",
+    "build_prompts",
     "denoise_data",
     "evaluate_scores",
     "fetch_data",
     "gate_challenger",
+    "generate_synthetic_normals",
     "image_of",
     "image_names",
     "on_image",
@@ -59,6 +63,8 @@ __all__ = [
     "register_challenger",
     "score_clips",
     "separation_train",
+    "simulate_anomalies",
+    "tango_finetune",
     "train_detector",
     "validate_data",
 ]

@@ -1,7 +1,10 @@
 """The training pipeline of one machine type:
 
-    fetch -> validate [-> separation_train -> denoise] -> train -> score -> evaluate
-          -> register (@challenger) -> gate --promote?--> promote
+    fetch -> validate [-> separation_train -> denoise]
+          [-> prompts -> tango_finetune -> generate]            (synthetic normals)
+          [-> simulate]                                          (simulated anomalies, a visual check)
+          -> per detector family: train -> score -> evaluate -> register (@challenger)
+          -> gate (every challenger of this run and the champion) --promote?--> promote
 
 Parameters: the machine type, where the data lives (`project`: a checkout or git URL
 holding data.dvc) and its DVC revision (`data_version`), the config profile and
@@ -19,8 +22,14 @@ separation steps (`separation.enabled`, `separation.use`):
   dataset (the denoise step's output is both their `data` and their `manifest`);
 - `use: both`: the detector trains on the original clips plus the separated train clips
   (`extra_train`), and is scored and gated on the original clips.
+Likewise `synthesis.enabled` adds prompts -> Tango fine-tuning (GPU) -> generation (GPU), and
+`synthesis.add_to_training` hands the generated normals to every detector's training;
+`simulation.enabled` adds the simulate step (spectrogram plots of simulated anomalies; the
+discriminator and AudDSR families simulate their own while training); `detector.families`
+(default: just `detector.family`) trains, scores and registers one challenger per family,
+and the gate measures all of them with the champion on the same clips.
 The config a step runs with at run time (profile + overrides) must agree with the one the
-graph was built from on `separation`; the other sections may differ.
+graph was built from on these sections; the others may differ.
 """
 
 # No `from __future__ import annotations`: KFP reads the pipeline's annotations as objects.
@@ -41,7 +50,7 @@ PROMOTE = "promote"  # the gate's verdict that moves @champion
 
 class TrainingOutputs(NamedTuple):
     verdict: str  # promote | keep | reject
-    challenger_version: str  # the model version this run registered
+    challenger_version: str  # the model versions this run registered, comma-separated (one per family)
 
 
 class DetectorInputs(NamedTuple):
@@ -50,6 +59,7 @@ class DetectorInputs(NamedTuple):
     data: PipelineChannel  # clips the detector trains on and is scored on
     manifest: PipelineChannel
     extra_train: Optional[PipelineChannel] = None
+    synthetic: Optional[PipelineChannel] = None  # generated normals that join training
 
 
 class _Steps:
@@ -63,6 +73,10 @@ class _Steps:
         self.validate = on(components.validate_data, cpu)
         self.separation_train = on(components.separation_train, gpu_image)
         self.denoise = on(components.denoise_data, cpu)
+        self.prompts = on(components.build_prompts, cpu)
+        self.tango_finetune = on(components.tango_finetune, gpu_image)
+        self.generate = on(components.generate_synthetic_normals, gpu_image)
+        self.simulate = on(components.simulate_anomalies, cpu)
         self.train = on(components.train_detector, gpu_image)
         self.score = on(components.score_clips, cpu)
         self.evaluate = on(components.evaluate_scores, cpu)
@@ -115,44 +129,76 @@ def _separation(s: _Steps, original: DetectorInputs, machine_type, settings: dic
     return original
 
 
-def _train_score_evaluate(s: _Steps, inputs: DetectorInputs, machine_type, settings: dict):
-    extra = {"extra_train": inputs.extra_train} if inputs.extra_train is not None else {}
-    trained = s.step(s.train(data=inputs.data, manifest=inputs.manifest, machine_type=machine_type, **extra,
-                             **settings), "train detector", accelerated=True)
+def _synthesis(s: _Steps, original: DetectorInputs, inputs: DetectorInputs, machine_type,
+               settings: dict) -> DetectorInputs:
+    """prompts -> tango_finetune -> generate on the original clips; the normals join training by config."""
+    clips = {"data": original.data, "manifest": original.manifest, "machine_type": machine_type, **settings}
+    prompts = s.step(s.prompts(**clips), "prompts").outputs["prompts"]
+    tuned = s.step(s.tango_finetune(prompts=prompts, **clips), "fine-tune Tango", mlflow=True, accelerated=True)
+    generated = s.step(s.generate(prompts=prompts, model=tuned.outputs["model"], **clips),
+                       "generate synthetic normals", mlflow=True, accelerated=True)
+    if s.config.synthesis.add_to_training:
+        return inputs._replace(synthetic=generated.outputs["synthetic"])
+    return inputs
+
+
+def _simulation(s: _Steps, original: DetectorInputs, machine_type, settings: dict) -> None:
+    s.step(s.simulate(data=original.data, manifest=original.manifest, machine_type=machine_type, **settings),
+           "simulate anomalies (plots)")
+
+
+def families(config: AsdflowConfig) -> list[str]:
+    """The detector families the pipeline trains: `detector.families`, else `detector.family`."""
+    return list(dict.fromkeys(config.detector.families or [config.detector.family]))
+
+
+def _train_score_evaluate_register(s: _Steps, inputs: DetectorInputs, machine_type, data_version,
+                                   settings: dict, family: str, registered_before):
+    """One family: train -> score -> evaluate -> register; returns the versions registered so far."""
+    extra = {k: v for k, v in (("extra_train", inputs.extra_train), ("synthetic", inputs.synthetic)) if v is not None}
+    several = len(families(s.config)) > 1  # one family: the config's own, as the run-time config says
+    label = f" ({family})" if several else ""
+    if several:
+        extra["family"] = family
+    trained = s.step(s.train(data=inputs.data, manifest=inputs.manifest, machine_type=machine_type,
+                             **extra, **settings),
+                     f"train detector{label}", accelerated=True)
     detector = trained.outputs["detector"]
     scored = s.step(s.score(data=inputs.data, detector=detector, manifest=inputs.manifest,
-                            machine_type=machine_type, **settings), "score test clips")
-    evaluated = s.step(s.evaluate(scores=scored.outputs["scores"], manifest=inputs.manifest), "evaluate (DCASE score)")
-    return detector, scored.outputs["scores"], evaluated.outputs["evaluation"]
-
-
-def _register_gate_promote(s: _Steps, inputs: DetectorInputs, detector, scores, evaluation, machine_type,
-                           data_version, settings: dict) -> TrainingOutputs:
+                            machine_type=machine_type, **settings), f"score test clips{label}")
+    evaluated = s.step(s.evaluate(scores=scored.outputs["scores"], manifest=inputs.manifest),
+                       f"evaluate (DCASE score){label}")
+    before = {"registered_before": registered_before} if registered_before is not None else {}
     registered = s.step(
-        s.register(detector=detector, manifest=inputs.manifest, scores=scores, evaluation=evaluation,
-                   machine_type=machine_type, data_version=data_version, **settings),
-        "register challenger", mlflow=True,
+        s.register(detector=detector, manifest=inputs.manifest, scores=scored.outputs["scores"],
+                   evaluation=evaluated.outputs["evaluation"], machine_type=machine_type,
+                   data_version=data_version, **before, **settings),
+        f"register challenger{label}", mlflow=True,
     )
+    return registered.output
+
+
+def _gate_promote(s: _Steps, inputs: DetectorInputs, challengers, machine_type, settings: dict) -> TrainingOutputs:
     gated = s.step(
         s.gate(data=inputs.data, manifest=inputs.manifest, machine_type=machine_type,
-               challenger_version=registered.output, **settings),
+               challenger_version=challengers, **settings),
         "gate: challenger vs champion", mlflow=True,
     )
     # "Output", not a named output: kfp.local resolves conditions only on `<task>-Output` channels.
     with dsl.If(gated.outputs["Output"] == PROMOTE, name="gate-says-promote"):
         s.step(s.promote(decision=gated.outputs["decision"], **settings), "promote champion", mlflow=True)
-    return TrainingOutputs(verdict=gated.outputs["Output"], challenger_version=registered.output)
+    return TrainingOutputs(verdict=gated.outputs["Output"], challenger_version=challengers)
 
 
 def build_training_pipeline(config: AsdflowConfig, gpu: bool = True) -> GraphComponent:
-    """The training pipeline, its images, cluster settings and separation steps taken from `config`.
+    """The training pipeline, its images, cluster settings and optional stages taken from `config`.
 
-    `gpu=False` runs the GPU-capable steps (separator and detector training) in the CPU image
+    `gpu=False` runs the GPU-capable steps (separator, Tango and detector training, generation) in the CPU image
     without asking for an accelerator (a cluster with no GPU pool, or a family that does not
     need one). The config's profile is the default of the `config_profile` parameter.
     """
     steps = _Steps(config, gpu)
-    separation = config.separation.enabled
+    separation, synthesis, simulation = config.separation.enabled, config.synthesis.enabled, config.simulation.enabled
 
     @dsl.pipeline(name=PIPELINE_NAME, description="Train, evaluate, register and gate one machine type's detector.")
     def training(
@@ -163,11 +209,17 @@ def build_training_pipeline(config: AsdflowConfig, gpu: bool = True) -> GraphCom
         config_overrides: str = "{}",
     ) -> TrainingOutputs:
         settings = {"config_profile": config_profile, "config_overrides": config_overrides}
-        inputs = _fetch_and_validate(steps, machine_type, project, data_version, settings)
+        original = inputs = _fetch_and_validate(steps, machine_type, project, data_version, settings)
         if separation:
             inputs = _separation(steps, inputs, machine_type, settings)
-        detector, scores, evaluation = _train_score_evaluate(steps, inputs, machine_type, settings)
-        return _register_gate_promote(steps, inputs, detector, scores, evaluation, machine_type, data_version,
-                                      settings)
+        if synthesis:
+            inputs = _synthesis(steps, original, inputs, machine_type, settings)
+        if simulation:
+            _simulation(steps, original, machine_type, settings)
+        registered = None  # chained: each register step returns every version registered before it and its own
+        for family in families(config):
+            registered = _train_score_evaluate_register(steps, inputs, machine_type, data_version, settings,
+                                                        family, registered)
+        return _gate_promote(steps, inputs, registered, machine_type, settings)
 
     return training

@@ -111,3 +111,14 @@ def test_cli_train_takes_repeated_extra_train_folders(tmp_path, tiny_dataset):
                                       "--out", str(tmp_path / "det"), "--extra-train", str(extra_a)])
     assert isinstance(result.exception, DataError)  # the real entry point prints it as one line
     assert "no normal train clips of machine type 'pump'" in str(result.exception)
+
+
+def test_train_detector_trains_the_family_it_is_asked_for(tmp_path, tiny_config, tiny_manifest):
+    """The pipeline trains one family per step from one config: `family` overrides `detector.family`."""
+    from asdflow.detectors import load_detector
+    from asdflow.jobs import train_detector
+
+    config = tiny_config.model_copy(update={"detector": tiny_config.detector.model_copy(update={"family": "auddsr"}),
+                                            "progress": False})
+    result = train_detector(tiny_manifest, "fan", config, tmp_path / "det", family="baseline_ae")
+    assert result.family == "baseline_ae" and load_detector(tmp_path / "det").family == "baseline_ae"

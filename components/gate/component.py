@@ -17,8 +17,9 @@ def gate_challenger(
     config_overrides: str,
     decision: Output[Artifact],
 ) -> str:
-    """Score challenger `challenger_version` and `@champion` on the manifest's labelled test clips of
-    `machine_type`; apply the floor and minimum improvement of `gate` in the config.
+    """Score challenger `challenger_version` (or several, "3,4,5": the best of them stands) and
+    `@champion` on the manifest's labelled test clips of `machine_type`; apply the floor and
+    minimum improvement of `gate` in the config.
     `decision`: gate_decision.json (both scores, thresholds, verdict, reason).
     Returns the verdict: promote | keep | reject. Moves no alias."""
     from asdflow.data.manifest import Manifest

@@ -17,12 +17,15 @@ def register_challenger(
     data_version: str,
     config_profile: str,
     config_overrides: str,
+    registered_before: str = "",
 ) -> str:
     """Log params, per-section metrics, plots, submission CSVs, git commit and data hash as one
     MLflow run, then register the detector into it as the pyfunc model `asd-<machine_type>`
-    with alias `challenger`. Returns the new model version."""
+    with alias `challenger`. Returns the new model version, after `registered_before` (the
+    versions this pipeline run registered already, comma-separated: one per detector family)."""
     from asdflow.pipeline_ops import component_config
     from asdflow.registry import register_stage
 
-    return register_stage(detector.path, manifest.path, scores.path, evaluation.path, machine_type,
-                          component_config(config_profile, config_overrides), data_version=data_version).version
+    version = register_stage(detector.path, manifest.path, scores.path, evaluation.path, machine_type,
+                             component_config(config_profile, config_overrides), data_version=data_version).version
+    return ",".join(v for v in (registered_before, version) if v)

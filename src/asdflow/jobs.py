@@ -117,8 +117,9 @@ def train_detector(
     out_dir: str | Path,
     extra_train: list[str | Path] | None = None,
     separated: str | Path | Manifest | None = None,
+    family: str | None = None,
 ) -> TrainResult:
-    """Fit the configured family on the machine type's normal training clips; save it to out_dir.
+    """Fit the configured family (or `family`) on the machine type's normal training clips; save it to out_dir.
 
     extra_train: DCASE-layout folders (or folders with a saved manifest.csv) whose normal train
     clips of the machine type join training (separated clips, synthetic normals; see
@@ -132,7 +133,8 @@ def train_detector(
     extra += extra_training_clips(list(extra_train or []), machine_type)
     if extra:
         chosen = Manifest(root=chosen.root, records=chosen.records + extra, problems=chosen.problems)
-    detector = make_detector(config.detector, config.features, seed=config.seed)
+    detector_config = config.detector.model_copy(update={"family": family}) if family else config.detector
+    detector = make_detector(detector_config, config.features, seed=config.seed)
     detector.fit(chosen, progress=config.progress)
     detector.save(out_dir)
     use = config.separation.use if config.separation.enabled else "original"

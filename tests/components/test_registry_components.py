@@ -66,3 +66,19 @@ def test_gate_keeps_or_rejects_a_second_challenger(promoted, settings, fetched, 
                                                      **settings.with_overrides(gate={"absolute_floor": 1.01}))
     assert verdict == "reject"
     assert str(registry.get_model_version_by_alias(NAME, "champion").version) == "1"
+
+
+def test_chained_registers_hand_the_gate_every_family_of_the_run(promoted, settings, fetched, validated, trained,
+                                                                 scored, evaluated, registry, tmp_path):
+    """Several families in one run: each register step appends its version; the gate measures them all."""
+    common = dict(detector=trained, manifest=validated[0], scores=scored, evaluation=evaluated[0], machine_type="fan",
+                  data_version="workspace", **settings.kwargs())
+    first = components.register_challenger.python_func(**common)
+    both = components.register_challenger.python_func(registered_before=first, **common)
+    assert both == f"{first},{int(first) + 1}"
+    decision = Artifact(uri=str(tmp_path / "gate"))
+    components.gate_challenger.python_func(decision=decision, data=fetched, manifest=validated[0], machine_type="fan",
+                                           challenger_version=both, **settings.kwargs())
+    record = json.loads((tmp_path / "gate" / "gate_decision.json").read_text())
+    measured = [record["challenger"]["version"]] + [c["version"] for c in record["other_challengers"]]
+    assert sorted(measured) == sorted(both.split(","))
