@@ -40,6 +40,9 @@ benchmarks: $(STAMP)
 	$(PY) benchmarks/synthetic.py
 	$(PY) benchmarks/real_valve.py
 	$(PY) benchmarks/serving.py
+	$(PY) benchmarks/separation.py
+	$(PY) benchmarks/synthesis.py
+	$(PY) benchmarks/detectors.py
 
 # Container images (infra/docker); needs a Docker engine and says so when there is none.
 images: $(STAMP)
