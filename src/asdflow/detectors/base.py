@@ -26,6 +26,9 @@ DETECTOR_FILE = "detector.json"
 # family name -> "module:Class"; imported lazily so a family's heavy deps load only when used
 _FAMILIES: dict[str, str] = {
     "baseline_ae": "asdflow.detectors.baseline_ae.detector:BaselineAEDetector",
+    "conditional_ae": "asdflow.detectors.conditional_ae.detector:ConditionalAEDetector",
+    "auddsr": "asdflow.detectors.auddsr.detector:AudDSRDetector",
+    "discriminator": "asdflow.detectors.discriminator.detector:DiscriminatorDetector",
 }
 
 

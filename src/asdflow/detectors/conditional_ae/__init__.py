@@ -1,0 +1,1 @@
+"""Conditional autoencoder with k-nearest-neighbour scoring in reconstruction-error space (Conv-TasNet report)."""
