@@ -150,16 +150,6 @@ def test_missing_weights_are_a_clear_error(trained, tmp_path):
         load_detector(broken)
 
 
-def test_threshold_falls_back_to_the_plain_quantile_when_the_gamma_fit_fails():
-    from asdflow.detectors.auddsr.detector import decision_threshold
-
-    nearly_equal = 0.2 + 1e-9 * np.arange(14)
-    threshold = decision_threshold(nearly_equal, 0.9)
-    assert nearly_equal.min() <= threshold <= nearly_equal.max()
-    spread = np.random.default_rng(0).gamma(2.0, 1.0, 200)
-    assert decision_threshold(spread, 0.9) == pytest.approx(np.quantile(spread, 0.9), rel=0.2)
-
-
 def test_out_of_range_settings_are_named(tiny_config):
     cfg = _config(tiny_config, anomaly_probability=1.5, coverage_range=(0.5, 0.1))
     with pytest.raises(DetectorError, match="anomaly_probability must be in .*coverage_range must satisfy"):

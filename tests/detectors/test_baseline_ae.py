@@ -133,3 +133,8 @@ def test_gamma_threshold_falls_back_to_the_empirical_quantile_when_the_fit_fails
 def test_gamma_threshold_fits_negative_scores_as_a_shifted_gamma():
     scores = np.random.default_rng(1).gamma(3.0, 2.0, 5000) - 10.0
     assert gamma_threshold(scores, 0.9) == pytest.approx(np.quantile(scores, 0.9), abs=0.3)
+
+
+def test_gamma_threshold_on_a_spread_tracks_the_quantile():
+    spread = np.random.default_rng(0).gamma(2.0, 1.0, 200)
+    assert gamma_threshold(spread, 0.9) == pytest.approx(np.quantile(spread, 0.9), rel=0.2)

@@ -20,7 +20,8 @@ def gamma_threshold(train_scores: np.ndarray, quantile: float = 0.9) -> float:
     low = float(scores.min())
     shift = low - 1e-6 * float(np.ptp(scores)) if low <= 0 else 0.0
     try:
-        shape, loc, scale = stats.gamma.fit(scores - shift, floc=0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):  # scipy's failing shape solve warns before it raises
+            shape, loc, scale = stats.gamma.fit(scores - shift, floc=0.0)
         threshold = float(stats.gamma.ppf(quantile, shape, loc=loc, scale=scale) + shift)
     except (ValueError, FloatingPointError, RuntimeError):
         threshold = float("nan")

@@ -71,16 +71,6 @@ def _check_settings(p) -> None:
         raise DetectorError("auddsr settings: " + "; ".join(problems))
 
 
-def decision_threshold(train_scores: np.ndarray, quantile: float) -> float:
-    """The gamma-quantile threshold of every family; the plain quantile where the gamma fit fails
-    (map means of a well-trained module can be nearly equal, and scipy's shape solver then finds no root)."""
-    try:
-        with np.errstate(divide="ignore", invalid="ignore"):  # scipy's failing shape solve warns first
-            return gamma_threshold(train_scores, quantile)
-    except (ValueError, RuntimeError, FloatingPointError):
-        return float(np.quantile(np.asarray(train_scores, dtype=np.float64), quantile))
-
-
 class AudDSRDetector(Detector):
     family = "auddsr"
 
@@ -180,7 +170,7 @@ class AudDSRDetector(Detector):
         history = self._train_detection(specs, progress)
         self._eval()
         train_scores = self._scores_of_prepared(specs)
-        self.threshold = decision_threshold(train_scores, self.config.threshold_quantile)
+        self.threshold = gamma_threshold(train_scores, self.config.threshold_quantile)
         self.fit_info = {
             "machine_type": self.machine_type,
             "n_clips": n_clips if n_clips is not None else len(specs),

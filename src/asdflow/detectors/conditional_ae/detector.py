@@ -175,10 +175,7 @@ class ConditionalAEDetector(Detector):
         position = {i: j for idx in rows.values() for j, i in enumerate(idx)}
         exclude = {d: [position[i] if domains[i] == d else None for i in range(len(records))] for d in rows}
         train_scores = self.knn.score(embeddings, exclude)
-        # z-scores go below 0; gamma_threshold shifts by the minimum, which puts one score at exactly 0
-        # and the gamma fit refuses it, so shift by a margin below the minimum ourselves
-        offset = min(0.0, float(train_scores.min())) - 1e-3 * (float(np.ptp(train_scores)) or 1.0)
-        self.threshold = gamma_threshold(train_scores - offset, self.config.threshold_quantile) + offset
+        self.threshold = gamma_threshold(train_scores, self.config.threshold_quantile)  # z-scores: may be < 0
         self.fit_info = {
             "machine_type": self.machine_type,
             "n_clips": len(records),

@@ -182,10 +182,7 @@ class DiscriminatorDetector(Detector):
         train_scores = self._clip_scores([self._patches(im) for im in train_images])
         if not np.all(np.isfinite(train_scores)):
             raise DetectorError(f"discriminator: non-finite training scores for {self.machine_type} (training diverged)")
-        # Logits go negative; gamma_threshold's own shift puts the minimum at exactly 0, which the gamma
-        # fit (floc=0) rejects, so shift to strictly positive values here and back afterwards.
-        offset = float(train_scores.min()) - max(1e-3, 1e-3 * float(np.ptp(train_scores)))
-        self.threshold = gamma_threshold(train_scores - offset, self.config.threshold_quantile) + offset
+        self.threshold = gamma_threshold(train_scores, self.config.threshold_quantile)  # logits: may be < 0
         self.fit_info = {
             "machine_type": self.machine_type,
             "n_clips": len(records),
