@@ -41,6 +41,28 @@ def summarise(values: Iterable[float]) -> dict[str, float]:
     }
 
 
+def mean_std(stats: Mapping[str, float] | None, digits: int = 4) -> str:
+    """A `summarise` result as "mean ± std" ("—" when there is none)."""
+    return "—" if not stats else f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
+
+
+def real_valve_split() -> tuple[Any, Any]:
+    """(train, test) manifests of the real valve first-shot split; exits with a clear message when it is absent."""
+    from real_valve import DATA, SPLIT, first_shot_manifests  # lazy: real_valve imports this module
+
+    if not SPLIT.exists() or not DATA.exists():
+        raise SystemExit(f"real data absent: need {SPLIT} and {DATA}")
+    return first_shot_manifests()
+
+
+def generated_splits(root: Path, machine_types: list[str] | None = None) -> tuple[Any, Any]:
+    """(train, test) manifests of a dataset the generator wrote under root (no md5, no progress bar)."""
+    from asdflow.data.dcase_reader import build_manifest  # lazy: the light benchmarks never need it
+
+    manifest = build_manifest(root, machine_types, compute_md5=False, progress=False)
+    return manifest.select(split="train"), manifest.select(split="test")
+
+
 def time_rounds(fn: Callable[[], Any], rounds: int = 5, warmup: int = 1) -> list[float]:
     """Wall-clock seconds of `rounds` calls of fn, after `warmup` untimed calls."""
     for _ in range(warmup):

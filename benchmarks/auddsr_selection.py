@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import print_table, summarise, write_results  # noqa: E402
+from _common import generated_splits, mean_std, print_table, real_valve_split, summarise, write_results  # noqa: E402
 
 from asdflow.config import SynthConfig, load_config  # noqa: E402
-from asdflow.data.dcase_reader import build_manifest  # noqa: E402
 from asdflow.data.manifest import Manifest  # noqa: E402
 from asdflow.detectors import make_detector  # noqa: E402
 from asdflow.evaluation.metrics import evaluate_scores, ground_truth_from_manifest  # noqa: E402
@@ -53,8 +52,7 @@ def selection_manifests(root: Path = SELECTION_DATA) -> tuple[Manifest, Manifest
     from asdflow.data.synth import synthesize_dataset
 
     synthesize_dataset(synth, root, progress=False)
-    manifest = build_manifest(root, ["valve"], compute_md5=False, progress=False)
-    return manifest.select(split="train"), manifest.select(split="test")
+    return generated_splits(root, ["valve"])
 
 
 def run(train: Manifest, test: Manifest, overrides: dict[str, Any], seed: int, profile: str) -> dict[str, Any]:
@@ -91,9 +89,7 @@ def main() -> None:
     parser.add_argument("--name", default=None, help="results file name (default: auddsr_selection / auddsr_real_valve)")
     args = parser.parse_args()
     if args.report_real:
-        from real_valve import first_shot_manifests
-
-        train, test = first_shot_manifests()
+        train, test = real_valve_split()
         data = "real valve first-shot split (test rows: REPORT only)"
     else:
         train, test = selection_manifests()
@@ -113,7 +109,7 @@ def main() -> None:
         results[name] = {"overrides": CANDIDATES[name], "runs": runs, "summary": summary}
         for v in VARIANTS:
             rows.append({"candidate": name, "clip score": v,
-                         **{m: f"{summary[v][m]['mean']:.4f} ± {summary[v][m]['std']:.4f}" for m in METRICS},
+                         **{m: mean_std(summary[v][m]) for m in METRICS},
                          "fit_s": summary["fit_seconds"]["mean"], "params": runs[0]["parameters"]})
     name = args.name or ("auddsr_real_valve" if args.report_real else "auddsr_selection")
     path = write_results(name, {"data": data, "seeds": args.seeds, "profile": args.profile, "candidates": results})

@@ -31,8 +31,7 @@ from scipy.stats import hmean
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import print_table, write_results  # noqa: E402
-from real_valve import DATA, SPLIT, first_shot_manifests  # noqa: E402
+from _common import print_table, real_valve_split, write_results  # noqa: E402
 
 from asdflow.config import load_config  # noqa: E402
 from asdflow.data.audio import load_audio  # noqa: E402
@@ -135,10 +134,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=40, help="epochs of the variants that do not set their own")
     parser.add_argument("--variants", nargs="+", default=list(AE_VARIANTS))
     args = parser.parse_args()
-    if not SPLIT.exists() or not DATA.exists():
-        raise SystemExit(f"real data absent: need {SPLIT} and {DATA}")
     started = time.perf_counter()
-    train, _ = first_shot_manifests()  # the test rows are never touched below
+    train, _ = real_valve_split()  # the test rows are never touched below
     records = train.records
     fold_of = folds(records)
     rng = np.random.default_rng(1)

@@ -24,8 +24,10 @@ so families may run in separate processes (`--families a` and `--families b` in 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import shutil
 import sys
 import time
 import traceback
@@ -36,12 +38,12 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO_ROOT, RESULTS_DIR, machine_info, summarise, write_results  # noqa: E402
-from real_valve import DATA, SPLIT, first_shot_manifests  # noqa: E402
+from _common import (  # noqa: E402
+    REPO_ROOT, RESULTS_DIR, generated_splits, machine_info, mean_std, real_valve_split, summarise, write_results,
+)
 
 from asdflow.config import AsdflowConfig, SynthConfig, load_config  # noqa: E402
 from asdflow.data.audio import load_audio  # noqa: E402
-from asdflow.data.dcase_reader import build_manifest  # noqa: E402
 from asdflow.data.manifest import Manifest  # noqa: E402
 from asdflow.data.synth import synthesize_dataset  # noqa: E402
 from asdflow.detectors import available_families, make_detector  # noqa: E402
@@ -77,22 +79,17 @@ def ensure_synthetic() -> None:
     try:
         scratch.rename(SYNTH_DIR)
     except OSError:  # another process won the race (or an older partial folder is there): use a copy of ours
-        import shutil
-
         shutil.rmtree(SYNTH_DIR, ignore_errors=True)
         shutil.move(str(scratch), str(SYNTH_DIR))
 
 
 def load_dataset(name: str) -> tuple[Manifest, Manifest, str]:
     if name == "valve":
-        if not SPLIT.exists() or not DATA.exists():
-            raise SystemExit(f"real data absent: need {SPLIT} and {DATA}")
-        train, test = first_shot_manifests()
+        train, test = real_valve_split()
         return train, test, f"valve first-shot split: {len(train)} training normals, {len(test)} test clips"
     if name == "synthetic":
         ensure_synthetic()
-        manifest = build_manifest(SYNTH_DIR, SYNTH.machine_types, compute_md5=False, progress=False)
-        return manifest.select(split="train"), manifest.select(split="test"), describe_synthetic()
+        return *generated_splits(SYNTH_DIR, SYNTH.machine_types), describe_synthetic()
     raise SystemExit(f"unknown dataset {name!r}: choose from {', '.join(DATASETS)}")
 
 
@@ -166,8 +163,6 @@ def summarise_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def family_code_hash(family: str) -> str:
     """sha256 of the family's package and the family settings module: which code version a part measured."""
-    import hashlib
-
     detectors = REPO_ROOT / "src" / "asdflow" / "detectors"
     files = sorted((detectors / family).rglob("*.py")) + [detectors / "family_configs.py"]
     digest = hashlib.sha256()
@@ -220,10 +215,7 @@ def run_family(
                             "code_sha256": family_code_hash(family)}
     if part_path(family).exists():  # keep this family's other datasets from an earlier run
         part["datasets"] = json.loads(part_path(family).read_text()).get("datasets", {})
-    try:
-        detector_config = config.detector.model_dump().get(family)
-    except Exception:  # noqa: BLE001
-        detector_config = None
+    detector_config = config.detector.model_dump().get(family)
     for name, (train, test, description) in datasets.items():
         runs = []
         for seed in seeds:
@@ -234,10 +226,6 @@ def run_family(
                                       "config": detector_config, "profile": profile, "seeds": seeds,
                                       "code_sha256": part["code_sha256"]}
             write_part(family, part, name)
-
-
-def _pm(stats: dict[str, float] | None, digits: int = 4) -> str:
-    return "—" if not stats else f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
 
 
 def markdown_table(parts: list[dict[str, Any]]) -> str:
@@ -258,8 +246,8 @@ def markdown_table(parts: list[dict[str, Any]]) -> str:
             fit = s["fit_seconds"]
             ms = s["score_seconds_per_10s_clip"]
             lines.append(
-                f"| {part['family']} | {name} | {s['n_ok']}/{n_runs} | {_pm(s['official'])} | {_pm(s['auc_source'])} "
-                f"| {_pm(s['auc_target'])} | {_pm(s['pauc'])} | {fit['mean']:.0f} ± {fit['std']:.0f} "
+                f"| {part['family']} | {name} | {s['n_ok']}/{n_runs} | {mean_std(s['official'])} "
+                f"| {mean_std(s['auc_source'])} | {mean_std(s['auc_target'])} | {mean_std(s['pauc'])} | {fit['mean']:.0f} ± {fit['std']:.0f} "
                 f"| {1000 * ms['mean']:.0f} | {s['n_parameters'] if s['n_parameters'] is not None else '—'} |"
             )
     return "\n".join(lines)

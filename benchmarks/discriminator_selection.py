@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS_DIR  # noqa: E402
+from _common import RESULTS_DIR, generated_splits, real_valve_split  # noqa: E402
 
-from asdflow.config import deep_merge, load_config  # noqa: E402
+from asdflow.config import load_config  # noqa: E402
 from asdflow.detectors import make_detector  # noqa: E402
 from asdflow.evaluation.metrics import evaluate_scores, ground_truth_from_manifest  # noqa: E402
 
@@ -33,7 +33,6 @@ SYNTH_ROOT = Path("/tmp/asdflow_discriminator_synth")
 
 def synthetic_manifests(seed: int = 0):
     """valve-sized synthetic data (45 source + 7 target train clips, 10 s), fan and pump."""
-    from asdflow.data.dcase_reader import build_manifest
     from asdflow.data.synth import synthesize_dataset
 
     config = load_config(profile="demo", overrides={"progress": False})
@@ -44,8 +43,7 @@ def synthetic_manifests(seed: int = 0):
     root = SYNTH_ROOT / f"seed{seed}"
     if not (root / "fan").exists():
         synthesize_dataset(synth, root, progress=False)
-    manifest = build_manifest(root, progress=False, compute_md5=False)
-    return manifest.select(split="train"), manifest.select(split="test")
+    return generated_splits(root)
 
 
 def main() -> None:
@@ -57,14 +55,11 @@ def main() -> None:
     parser.add_argument("--report-test", action="store_true", help="valve: also score the real test rows (report only)")
     args = parser.parse_args()
 
-    overrides = json.loads(args.set)
-    base = load_config(profile=args.profile).detector.discriminator.model_dump()
+    overrides = json.loads(args.set)  # load_config deep-merges them into the profile's discriminator settings
     config = load_config(profile=args.profile, overrides={
-        "progress": False, "detector": {"family": "discriminator", "discriminator": deep_merge(base, overrides)}})
+        "progress": False, "detector": {"family": "discriminator", "discriminator": overrides}})
     if args.data == "valve":
-        from real_valve import first_shot_manifests
-
-        train, test = first_shot_manifests()
+        train, test = real_valve_split()
     else:
         train, test = synthetic_manifests()
     row = {"data": args.data, "seed": args.seed, "set": overrides, "profile": args.profile}

@@ -263,21 +263,22 @@ def _official(train: Manifest, test: Manifest, config, seeds: list[int]) -> dict
 
 
 def detector_rows(name: str, train: Manifest, test: Manifest, separated_root: Path, config, seeds: list[int]) -> list[dict]:
-    """original / separated / both for one dataset; `separated_root` holds the separated train and test clips."""
-    from asdflow.jobs import detector_data, scoring_data
+    """original / separated / both for one dataset; `separated_root` holds the separated train and test clips.
 
+    As `separation.use` does in the pipeline: separated trains and scores on the separated clips;
+    both trains on the original plus the separated training clips and scores the original ones.
+    """
     separated = Manifest(root=str(separated_root), records=[
         r.model_copy(update={"path": str(separated_root / Path(r.path).resolve().relative_to(
             Path(train.root if r.split == "train" else test.root).resolve()))})
         for r in train.records + test.records])
     rows = []
     for use in ("original", "separated", "both"):
-        cfg = config.model_copy(update={"separation": config.separation.model_copy(update={"enabled": True, "use": use})})
-        train_manifest, extra = detector_data(train, cfg, separated)
-        records = train_manifest.select(split="train").records + [r for m in extra for r in m.select(split="train").records]
-        score_on = scoring_data(test, cfg, separated).select(split="test")
+        base = separated if use == "separated" else train
+        records = base.select(split="train").records + (separated.select(split="train").records if use == "both" else [])
+        score_on = (separated if use == "separated" else test).select(split="test")
         started = time.perf_counter()
-        result = _official(Manifest(root=train_manifest.root, records=records), score_on, cfg, seeds)
+        result = _official(Manifest(root=base.root, records=records), score_on, config, seeds)
         rows.append({"dataset": name, "detector input": use, "n_train_clips": len(records),
                      "official_mse": result["mse"]["official"], "auc_source_mse": result["mse"]["auc_source"],
                      "auc_target_mse": result["mse"]["auc_target"], "pauc_mse": result["mse"]["pauc"],

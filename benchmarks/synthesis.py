@@ -33,14 +33,12 @@ from typing import Any
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO_ROOT, print_table, summarise, write_results  # noqa: E402
+from _common import REPO_ROOT, generated_splits, print_table, real_valve_split, summarise, write_results  # noqa: E402
 
 from asdflow.config import AsdflowConfig, load_config  # noqa: E402
 from asdflow.data.manifest import Manifest  # noqa: E402
 
 STRATEGIES = ["template", "spectral", "metadata", "clap_ranked"]
-SPLIT = REPO_ROOT / ".." / "shared" / "benchmarks" / "splits" / "valve-2023-firstshot.csv"
-REAL_DATA = REPO_ROOT / ".." / "shared" / "data" / "real" / "dcase2023t2_dev"
 
 
 def official_score(train: Manifest, test: Manifest, config: AsdflowConfig, seed: int) -> dict[str, float]:
@@ -102,23 +100,19 @@ def with_and_without(name: str, train: Manifest, test: Manifest, machine: str, c
 
 
 def synthetic_benchmark(config: AsdflowConfig, strategies: list[str], seeds: list[int], work: Path) -> dict[str, Any]:
-    from asdflow.data.dcase_reader import build_manifest
     from asdflow.data.synth import synthesize_dataset
 
     synth = config.synth.model_copy(update={"machine_types": ["fan"], "duration": 2.0, "n_train_source": 36,
                                             "n_train_target": 4, "n_test_per_condition": 15})
     synthesize_dataset(synth, work / "synthetic_data", progress=False)
-    manifest = build_manifest(work / "synthetic_data", progress=False)
-    train, test = manifest.select(split="train"), manifest.select(split="test")
+    train, test = generated_splits(work / "synthetic_data")
     result = with_and_without("synthetic-fan", train, test, "fan", config, strategies, seeds, work)
     result["synth"] = synth.model_dump()
     return result
 
 
 def real_benchmark(config: AsdflowConfig, strategies: list[str], seeds: list[int], work: Path) -> dict[str, Any]:
-    from real_valve import first_shot_manifests
-
-    train, test = first_shot_manifests(SPLIT, REAL_DATA)
+    train, test = real_valve_split()
     return with_and_without("real-valve-firstshot", train, test, "valve", config, strategies, seeds, work)
 
 
@@ -224,6 +218,9 @@ def main() -> None:
         if not args.skip_synthetic:
             results["datasets"].append(synthetic_benchmark(config, args.strategies, args.seeds, Path(tmp)))
         if not args.skip_real:
+            from real_valve import DATA as REAL_DATA  # lazy: keeps the speed workers' imports (and memory) as they were
+            from real_valve import SPLIT
+
             if SPLIT.exists() and REAL_DATA.exists():
                 results["datasets"].append(real_benchmark(config, args.strategies, args.seeds, Path(tmp)))
             else:

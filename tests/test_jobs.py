@@ -71,27 +71,6 @@ def test_extra_training_clips_keep_the_synthetic_flag_and_refuse_empty_folders(t
         extra_training_clips([layout], "pump")
 
 
-@pytest.mark.parametrize("enabled, use, expect_train, expect_extra, expect_scored", [
-    (False, "separated", "original", 0, "original"),  # separation off: use is ignored
-    (True, "original", "original", 0, "original"),
-    (True, "separated", "separated", 0, "separated"),
-    (True, "both", "original", 1, "original"),
-])
-def test_detector_data_follows_separation_use(tiny_config, enabled, use, expect_train, expect_extra, expect_scored):
-    from asdflow.jobs import detector_data, scoring_data
-
-    original = Manifest(root="/original", records=_records("fan"))
-    separated = Manifest(root="/separated", records=_records("fan"))
-    config = tiny_config.model_copy(update={"separation": tiny_config.separation.model_copy(
-        update={"enabled": enabled, "use": use})})
-    train, extra = detector_data(original, config, separated)
-    assert {"original": original, "separated": separated}[expect_train] is train and len(extra) == expect_extra
-    assert extra == ([separated] if expect_extra else [])
-    assert scoring_data(original, config, separated) is {"original": original, "separated": separated}[expect_scored]
-    # no separated dataset given: the caller already chose the manifest (the pipeline passes the separated one)
-    assert detector_data(original, config) == (original, []) and scoring_data(original, config) is original
-
-
 def test_cli_train_takes_repeated_extra_train_folders(tmp_path, tiny_dataset):
     from typer.testing import CliRunner
 

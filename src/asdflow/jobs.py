@@ -73,64 +73,23 @@ def extra_training_clips(folders: list[str | Path], machine_type: str) -> list[C
     return records
 
 
-def separated_dataset(separated: str | Path | Manifest) -> Manifest:
-    """The separated clips' manifest: a Manifest as it is, or a folder the denoise stage wrote (its manifest.csv,
-    else read as a DCASE layout)."""
-    return separated if isinstance(separated, Manifest) else load_dataset(separated, progress=False)
-
-
-def detector_data(
-    manifest: Manifest,
-    config: AsdflowConfig,
-    separated: str | Path | Manifest | None = None,
-) -> tuple[Manifest, list[Manifest]]:
-    """What the detector trains on under `config.separation.use`: (train manifest, extra manifests).
-
-    With no `separated` dataset, `manifest` is what the caller chose (the pipeline hands the
-    separated dataset itself as `manifest` under use: separated): it is used as it is. Else:
-    original (or separation disabled): `manifest`; separated: the separated clips instead;
-    both: `manifest` plus the separated train clips as extra normal training data (the report's use).
-    """
-    use = config.separation.use if config.separation.enabled else "original"
-    if separated is None or use == "original":
-        return manifest, []
-    separated_manifest = separated_dataset(separated)
-    if use == "separated":
-        return separated_manifest, []
-    return manifest, [separated_manifest]
-
-
-def scoring_data(manifest: Manifest, config: AsdflowConfig, separated: str | Path | Manifest | None = None) -> Manifest:
-    """The clips to score (and gate on) under `config.separation.use`: the separated ones when use is
-    "separated" and a separated dataset is given (a detector trained on separated audio hears
-    separated audio), else `manifest`."""
-    use = config.separation.use if config.separation.enabled else "original"
-    if use != "separated" or separated is None:
-        return manifest
-    return separated_dataset(separated)
-
-
 def train_detector(
     manifest: Manifest,
     machine_type: str,
     config: AsdflowConfig,
     out_dir: str | Path,
     extra_train: list[str | Path] | None = None,
-    separated: str | Path | Manifest | None = None,
     family: str | None = None,
 ) -> TrainResult:
     """Fit the configured family (or `family`) on the machine type's normal training clips; save it to out_dir.
 
     extra_train: DCASE-layout folders (or folders with a saved manifest.csv) whose normal train
-    clips of the machine type join training (separated clips, synthetic normals; see
-    `extra_training_clips`), whatever `separation.use` says. separated: the separated dataset,
-    used as `config.separation.use` says (`detector_data`) when separation is enabled.
+    clips of the machine type join training (separated clips under `separation.use: both`,
+    synthetic normals; see `extra_training_clips`). Under `separation.use: separated` the
+    pipeline hands the separated dataset itself as `manifest`.
     """
-    train_manifest, from_separation = detector_data(manifest, config, separated)
-    chosen = machine_manifest(train_manifest, machine_type, "train")
-    extra = [r for m in from_separation for r in machine_manifest(m, machine_type, "train").records
-             if r.label in ("normal", None)]
-    extra += extra_training_clips(list(extra_train or []), machine_type)
+    chosen = machine_manifest(manifest, machine_type, "train")
+    extra = extra_training_clips(list(extra_train or []), machine_type)
     if extra:
         chosen = Manifest(root=chosen.root, records=chosen.records + extra, problems=chosen.problems)
     detector_config = config.detector.model_copy(update={"family": family}) if family else config.detector
@@ -162,21 +121,12 @@ def score_clips(
     machine_type: str,
     out_dir: str | Path,
     progress: bool = True,
-    separated: str | Path | Manifest | None = None,
 ) -> ScoreResult:
-    """Score every test clip of the machine type; write scores.csv and the DCASE submission files.
-
-    separated: the separated dataset (a folder `separate_dataset`/the denoise stage wrote, or its
-    manifest); when given, its copies of the test clips are scored instead (same names, so the
-    scores still match the ground truth). Callers pass it when `separation.use` is "separated"
-    (`scoring_data` decides).
-    """
+    """Score every test clip of the machine type; write scores.csv and the DCASE submission files."""
     from asdflow.evaluation.submission import write_submission
 
     if not isinstance(detector, Detector):
         detector = load_detector(detector)
-    if separated is not None:
-        manifest = separated_dataset(separated)
     test = machine_manifest(manifest, machine_type, "test")
     scores = detector.score(test, progress=progress)
     decisions = {name: bool(detector.decide(value)) for name, value in scores.items()}

@@ -67,13 +67,13 @@ def test_train_takes_the_separated_clips_as_extra_training_data(settings, fetche
     assert fit["n_clips"] == 2 * n_train
 
 
-def test_score_clips_scores_the_separated_copies_under_the_same_names(tmp_path, trained, validated, scored, denoised):
+def test_score_clips_scores_the_separated_copies_under_the_same_names(tmp_path, trained, scored, denoised):
     import pandas as pd
 
     from asdflow.jobs import score_clips
 
-    result = score_clips(trained.path, Manifest.load(validated[0].path), MACHINE, tmp_path, progress=False,
-                         separated=denoised.path)
+    # under separation.use: separated the pipeline hands the denoised dataset itself to scoring
+    result = score_clips(trained.path, Manifest.load(denoised.path), MACHINE, tmp_path, progress=False)
     separated = pd.read_csv(result.scores_csv).set_index("name")["score"]
     original = pd.read_csv(Path(scored.path) / "scores.csv").set_index("name")["score"]
     assert sorted(separated.index) == sorted(original.index)

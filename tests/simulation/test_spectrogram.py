@@ -48,3 +48,20 @@ def test_normalizer_round_trip_and_per_bin_statistics(tmp_path):
         SpectrogramNormalizer().fit([np.full((2, 3), np.nan)])
     with pytest.raises(DataError, match="not fitted"):
         SpectrogramNormalizer().normalize(images[0])
+
+
+def test_iter_logmels_keeps_order_across_chunks_and_load_logmels_crops(tiny_manifest):
+    from asdflow.data.audio import load_audio
+    from asdflow.features.logmel import LogMelExtractor
+    from asdflow.simulation.spectrogram import iter_logmels, load_logmels
+
+    features = FeatureConfig()
+    records = tiny_manifest.select(machine_type="fan", split="train").records[:5]
+    pairs = list(iter_logmels(records, features, chunk=2))  # chunks of 2, 2, 1
+    assert [r.path for r, _ in pairs] == [r.path for r in records]
+    expected = LogMelExtractor(features)(load_audio(records[4].path, features.sample_rate))
+    np.testing.assert_allclose(pairs[4][1], expected, rtol=1e-5, atol=1e-4)
+    n = int(round(0.1 * features.sample_rate / features.hop_length))
+    assert n >= 1
+    cropped = load_logmels(records, features, crop_seconds=0.1)
+    assert [im.shape[1] for im in cropped] == [im.shape[1] - 2 * n for _, im in pairs]

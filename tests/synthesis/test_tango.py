@@ -226,8 +226,13 @@ def test_quality_report_finds_duplicates_and_logs_to_mlflow(tmp_path, generated,
     assert report.frechet_distance is not None and report.frechet_distance > 0
     assert set(report.frechet_by_strategy) == set(synth_config.synthesis.strategies)
 
-    clap_report = quality_report(root, fan_manifest, MACHINE, config, scorers=[clap], log_to_mlflow=False)
+    clap_report = quality_report(root, fan_manifest, MACHINE, config, scorers=[clap], log_to_mlflow=False,
+                                 out_dir=tmp_path / "q_clap")
     assert clap_report.embedding.startswith("clap:") and np.isfinite(clap_report.clap_similarity_mean)
+    per_clip = pd.read_csv(clap_report.per_clip_csv, keep_default_na=False)  # each clip scored against its own prompt
+    expected = clap.similarity([load_audio(root / MACHINE / "train" / c) for c in per_clip["clip"]], 16000,
+                               list(per_clip["prompt"]))
+    np.testing.assert_allclose(per_clip["clap_similarity"].to_numpy(float), expected, rtol=1e-4, atol=1e-5)
     assert set(clap_report.clap_similarity_by_strategy) == set(synth_config.synthesis.strategies)
 
     run = mlflow.MlflowClient(tracking_uri=synth_config.tracking.tracking_uri).get_run(report.mlflow_run_id)

@@ -145,7 +145,8 @@ def build_prompt_table(
 
     `scorers`/`captioner`: already built ones (default: from `config.prompts`).
     `attrs`: "problems" (unreadable clips), "statistics" (the per-clip statistics
-    and levels, when computed), "clap_checkpoints" (scorer names).
+    and levels, when computed), "clap_checkpoints" (scorer names), "strategies",
+    "n_clips", "clips_without_attributes".
     """
     cfg = config.prompts
     chosen = resolve_strategies(strategies, cfg)
@@ -188,7 +189,8 @@ def build_prompt_table(
     table = table.sort_values(["clip", "strategy"], key=lambda c: c.map(order) if c.name == "strategy" else c,
                               kind="stable").reset_index(drop=True)
     table.attrs.update({"problems": problems, "statistics": stats, "clap_checkpoints": names,
-                        "strategies": chosen, "n_clips": len(records)})
+                        "strategies": chosen, "n_clips": len(records),
+                        "clips_without_attributes": sum(1 for r in records if not r.attributes)})
     return table
 
 
@@ -244,14 +246,13 @@ def write_prompt_table(
     stats = table.attrs["statistics"]
     if len(stats):
         stats.to_csv(out / "spectral_statistics.csv", index=False)
-    selected = select_clips(manifest, machine_type, config.prompts)
     clap_scores = table.loc[table["strategy"] == "clap_ranked", "score"]
     summary: dict[str, Any] = {
         "machine_type": machine_type,
         "strategies": table.attrs["strategies"],
         "n_clips": table.attrs["n_clips"],
         "rows_per_strategy": {s: int(n) for s, n in Counter(table["strategy"]).items()},
-        "clips_without_attributes": sum(1 for r in selected if not r.attributes),
+        "clips_without_attributes": table.attrs["clips_without_attributes"],
         "clap": {"checkpoints": table.attrs["clap_checkpoints"], "mean_best_score": float(clap_scores.mean()),
                  "min_best_score": float(clap_scores.min()), "max_best_score": float(clap_scores.max())}
         if len(clap_scores) else None,

@@ -17,19 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
-import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
 from asdflow.config import AsdflowConfig
 from asdflow.errors import DetectorError, one_line
 from asdflow.registry.models import RegistryError
+from asdflow.registry.pyfunc_model import INPUT_COLUMN, _waveform, pip_requirements  # the detector pyfunc's input checks
 
 SEPARATOR_ARTIFACT = "separator"  # key in the model's artifacts dict
 MODEL_NAME_IN_RUN = "separator"
 CURRENT = "current"  # the alias of the newest registered separator
 NAME_TEMPLATE = "sep-{machine_type}"
-INPUT_COLUMN = "waveform"
 OUTPUT_COLUMN = "machine"
 
 ENTRY_SCRIPT = """\
@@ -68,7 +67,6 @@ class SeparatorPyfunc(mlflow.pyfunc.PythonModel):
         self.model, self.info = load_separator(context.artifacts[SEPARATOR_ARTIFACT])
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        from asdflow.data.audio import resample
         from asdflow.separation.denoise import separate_waveform
 
         if self.model is None:
@@ -77,15 +75,9 @@ class SeparatorPyfunc(mlflow.pyfunc.PythonModel):
             raise DetectorError(f"model input needs a '{INPUT_COLUMN}' column (got {list(model_input.columns)})")
         config = self.info["config"]
         rate = int(config["sample_rate"])
-        out = []
-        for i, row in enumerate(model_input.to_dict(orient="records")):
-            wav = np.asarray(row[INPUT_COLUMN], dtype=np.float32).reshape(-1)
-            if wav.size == 0 or not np.all(np.isfinite(wav)):
-                raise DetectorError(f"row {i}: empty waveform or NaN/infinite samples")
-            given = row.get("sample_rate")
-            if given is not None and not pd.isna(given) and int(given) != rate:
-                wav = resample(wav, int(given), rate)
-            out.append(separate_waveform(self.model, wav, rate, float(config["chunk_seconds"]), float(config["overlap"])))
+        out = [separate_waveform(self.model, _waveform(row, rate, i), rate, float(config["chunk_seconds"]),
+                                 float(config["overlap"]))
+               for i, row in enumerate(model_input.to_dict(orient="records"))]
         return pd.DataFrame({OUTPUT_COLUMN: out})
 
 
@@ -116,7 +108,6 @@ def register_separator(
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from asdflow.registry.pyfunc_model import pip_requirements
     from asdflow.registry.tracking import artifact_progress, configure_tracking, git_commit
 
     separator_dir = Path(separator_dir)

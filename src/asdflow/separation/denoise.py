@@ -8,8 +8,8 @@ input exactly and neighbouring chunks cross-fade without seams.
 
 from __future__ import annotations
 
-import json
 import csv
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field

@@ -18,9 +18,7 @@ from pydantic import BaseModel
 from asdflow.errors import DataError
 from asdflow.separation.classical import fit_wiener
 from asdflow.separation.metrics import si_snr_improvement
-from asdflow.separation.mixtures import fit_length, mix_at_snr
-
-EPS = 1e-10
+from asdflow.separation.mixtures import EPS, fit_length, mean_power, mix_at_snr, random_segment
 
 
 @dataclass
@@ -29,10 +27,6 @@ class EvalMixture:
     machine: np.ndarray  # the reference
     noise_estimate_clip: np.ndarray  # another stretch of the same noise, same scale: for the Wiener PSD
     snr_db: float
-
-
-def _power(x: np.ndarray) -> float:
-    return float(np.mean(np.asarray(x, dtype=np.float64) ** 2))
 
 
 def make_eval_mixtures(
@@ -50,8 +44,8 @@ def make_eval_mixtures(
     tiled otherwise, so it may overlap: a short noise clip is one stationary stretch anyway).
     Silent clean or noise clips are skipped: no SNR is defined for them.
     """
-    clean = [c for c in clean if len(c) and _power(c) > EPS]
-    noise = [n for n in noise if len(n) and _power(n) > EPS]
+    clean = [c for c in clean if len(c) and mean_power(c) > EPS]
+    noise = [n for n in noise if len(n) and mean_power(n) > EPS]
     if not clean or not noise:
         raise DataError(f"evaluation mixtures need non-silent clean and noise clips (got {len(clean)} clean, "
                         f"{len(noise)} noise)")
@@ -59,11 +53,10 @@ def make_eval_mixtures(
     out: list[EvalMixture] = []
     for snr in snrs_db:
         for _ in range(n_per_snr):
-            c = fit_length(clean[int(rng.integers(len(clean)))], length)
-            start = int(rng.integers(0, len(c) - length + 1))
-            segment = c[start : start + length]
-            if _power(segment) <= EPS:  # a silent stretch of a clip that is not silent overall
-                segment = c[:length]
+            clip = clean[int(rng.integers(len(clean)))]
+            segment = random_segment(clip, length, rng)
+            if mean_power(segment) <= EPS:  # a silent stretch of a clip that is not silent overall
+                segment = fit_length(clip, length)[:length]
             n = noise[int(rng.integers(len(noise)))]
             n = fit_length(n, 2 * length)
             half = len(n) // 2
@@ -73,7 +66,7 @@ def make_eval_mixtures(
             if rng.random() < 0.5:
                 mixed, estimate = estimate, mixed
             mixture, machine, background = mix_at_snr(segment, mixed, float(snr))
-            scale = np.sqrt(_power(background) / max(_power(mixed), EPS))
+            scale = np.sqrt(mean_power(background) / max(mean_power(mixed), EPS))
             out.append(EvalMixture(mixture, machine, (estimate * scale).astype(np.float32), float(snr)))
     return out
 

@@ -29,7 +29,7 @@ from asdflow.errors import AudioError, DataError
 EPS = 1e-10
 
 
-def _power(x: np.ndarray) -> float:
+def mean_power(x: np.ndarray) -> float:
     return float(np.mean(np.asarray(x, dtype=np.float64) ** 2))
 
 
@@ -39,7 +39,7 @@ def mix_at_snr(clean: np.ndarray, noise: np.ndarray, snr_db: float, gain: float 
     A silent clean segment leaves the noise unscaled (no SNR is defined); a silent noise
     segment stays silent.
     """
-    p_clean, p_noise = _power(clean), _power(noise)
+    p_clean, p_noise = mean_power(clean), mean_power(noise)
     scale = np.sqrt(p_clean / (p_noise * 10 ** (snr_db / 10))) if p_clean > EPS and p_noise > EPS else 1.0
     machine = (clean * gain).astype(np.float32)
     background = (noise * scale * gain).astype(np.float32)

@@ -12,8 +12,8 @@ from torchaudio.models import ConvTasNet
 
 from asdflow.config import SeparationConfig
 from asdflow.errors import DetectorError
+from asdflow.separation import SOURCES
 
-SOURCES = ("machine", "noise")
 WEIGHTS = "separator.pt"
 INFO = "separator.json"
 SIZE_FIELDS = ("N", "L", "B", "H", "P", "X", "R", "sample_rate")

@@ -44,10 +44,10 @@ def split_supplemental(manifest: Manifest, machine_type: str, fraction: float) -
         train += clips[: len(clips) - n_held]
         held += clips[len(clips) - n_held :]
     others = [r for r in manifest.records if not (r.machine_type == machine_type and r.split == "supplemental")]
-    train_manifest = Manifest(root=manifest.root, records=others + train, problems=list(manifest.problems))
     if not complete:
         return Manifest(root=manifest.root, records=others + train + held, problems=list(manifest.problems)), None
-    return train_manifest, Manifest(root=manifest.root, records=held)
+    return (Manifest(root=manifest.root, records=others + train, problems=list(manifest.problems)),
+            Manifest(root=manifest.root, records=held))
 
 
 class SeparatorEvaluation(BaseModel):
@@ -68,12 +68,9 @@ def evaluate_separator(
     machine_type: str,
     config: SeparationConfig,
     held_out: bool = True,
-    progress: bool = False,
 ) -> SeparatorEvaluation:
     """SI-SNRi of the separator and of the Wiener baseline on `config.eval_mixtures` mixtures per SNR of
     `config.eval_snr_db`, made from the manifest's supplemental clips of the machine type."""
-    import torch
-
     from asdflow.separation.denoise import separate_waveform
     from asdflow.separation.evaluation import SeparationScores, make_eval_mixtures, score_mixtures
     from asdflow.separation.mixtures import load_mixture_source
@@ -85,8 +82,7 @@ def evaluate_separator(
     mixtures = make_eval_mixtures(source.clean[machine_type], source.noise[machine_type], config.eval_snr_db,
                                   config.eval_mixtures, source.segment_length, seed=config.seed + 1)
     chunk = float(info["config"]["chunk_seconds"])
-    with torch.inference_mode():
-        scores: SeparationScores = score_mixtures(mixtures, lambda x: separate_waveform(model, x, rate, chunk))
+    scores: SeparationScores = score_mixtures(mixtures, lambda x: separate_waveform(model, x, rate, chunk))
     return SeparatorEvaluation(machine_type=machine_type, held_out=held_out, n_clean=len(source.clean[machine_type]),
                                n_noise=len(source.noise[machine_type]), scores=scores.model_dump())
 

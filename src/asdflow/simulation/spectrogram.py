@@ -110,19 +110,26 @@ class SpectrogramNormalizer:
         return cls.from_state(np.load(path))
 
 
-def load_logmels(records, features: FeatureConfig, crop_seconds: float = 0.0, progress: bool = False) -> list[np.ndarray]:
-    """dB log-mel image of each record's clip (cropped), in order; DataError names a non-finite clip."""
+def iter_logmels(records, features: FeatureConfig, chunk: int = 16, progress: bool = False, desc: str = "log-mel",
+                 extractor=None):
+    """(record, dB log-mel image) of each record's clip, in order, loaded and featurised `chunk` clips at a time.
+
+    Unchecked and uncropped: each caller applies its own checks (and error wording)."""
     from asdflow.data.audio import load_audio
     from asdflow.features.logmel import LogMelExtractor
     from asdflow.progress import progress_bar
 
-    extractor = LogMelExtractor(features)
-    images: list[np.ndarray] = []
-    chunk = 16
-    for start in progress_bar(range(0, len(records), chunk), desc="log-mel", enabled=progress):
+    extractor = extractor if extractor is not None else LogMelExtractor(features)
+    for start in progress_bar(range(0, len(records), chunk), desc=desc, enabled=progress):
         batch = records[start : start + chunk]
-        for record, image in zip(batch, extractor.batch([load_audio(r.path, features.sample_rate) for r in batch])):
-            if not np.all(np.isfinite(image)):
-                raise DataError(f"{record.path}: non-finite log-mel features")
-            images.append(crop_frames(image, features, crop_seconds))
+        yield from zip(batch, extractor.batch([load_audio(r.path, features.sample_rate) for r in batch]))
+
+
+def load_logmels(records, features: FeatureConfig, crop_seconds: float = 0.0, progress: bool = False) -> list[np.ndarray]:
+    """dB log-mel image of each record's clip (cropped), in order; DataError names a non-finite clip."""
+    images: list[np.ndarray] = []
+    for record, image in iter_logmels(records, features, progress=progress):
+        if not np.all(np.isfinite(image)):
+            raise DataError(f"{record.path}: non-finite log-mel features")
+        images.append(crop_frames(image, features, crop_seconds))
     return images

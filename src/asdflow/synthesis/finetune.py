@@ -153,10 +153,15 @@ def load_lora_state(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> 
 # -- data ---------------------------------------------------------------------
 
 
+def real_normal_records(manifest: Manifest, machine_type: str) -> list:
+    """The machine type's real (not synthetic) normal training clips, in manifest order; possibly none."""
+    return [r for r in manifest.records if r.machine_type == machine_type and r.split == "train"
+            and r.label in (None, "normal") and not r.synthetic]
+
+
 def training_records(manifest: Manifest, machine_type: str) -> list:
-    """The machine type's real normal training clips, by path."""
-    records = [r for r in manifest.records if r.machine_type == machine_type and r.split == "train"
-               and r.label in (None, "normal") and not r.synthetic]
+    """The machine type's real normal training clips, by path (DataError when there is none)."""
+    records = real_normal_records(manifest, machine_type)
     if not records:
         raise DataError(f"no normal training clips of {machine_type!r} in {manifest.root} to fine-tune Tango on")
     return sorted(records, key=lambda r: r.path)
@@ -378,7 +383,7 @@ def finetune_tango(
 
     model_dir = save_finetuned(model, out_dir / MODEL_DIR, synth, machine_type,
                                {"steps": synth.steps, "n_clips": len(records), "strategy": synth.prompt_strategy})
-    version = json.loads((model_dir / MODEL_JSON).read_text())["version"]
+    version = model_info(model_dir)["version"]
     return FinetuneResult(
         machine_type=machine_type, model_dir=str(model_dir), version=version, strategy=synth.prompt_strategy,
         steps=synth.steps, n_clips=len(records), resumed_from=resumed_from,

@@ -57,11 +57,10 @@ def clip_name(section: str, domain: str, index: int, strategy: str) -> str:
 def real_rms(manifest: Manifest, machine_type: str, sample_rate: int, limit: int = 32) -> float | None:
     """Median RMS of (up to `limit`) real normal training clips: the level generated clips are scaled to."""
     from asdflow.data.audio import load_audio
+    from asdflow.synthesis.finetune import real_normal_records
 
-    records = [r for r in manifest.records if r.machine_type == machine_type and r.split == "train"
-               and r.label in (None, "normal") and not r.synthetic]
     values = [float(np.sqrt(np.mean(np.square(load_audio(r.path, sample_rate), dtype=np.float64))))
-              for r in sorted(records, key=lambda r: r.path)[:limit]]
+              for r in sorted(real_normal_records(manifest, machine_type), key=lambda r: r.path)[:limit]]
     return float(np.median(values)) if values else None
 
 

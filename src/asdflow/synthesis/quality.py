@@ -129,6 +129,7 @@ def quality_report(
     out_dir: where quality.json and quality_clips.csv go (also logged as artifacts).
     """
     from asdflow.data.audio import load_audio, md5_of
+    from asdflow.synthesis.finetune import real_normal_records
     from asdflow.synthesis.generate import read_metadata, synthetic_manifest
 
     synth = config.synthesis
@@ -139,8 +140,7 @@ def quality_report(
         raise DataError(f"no generated {machine_type} clips in {root}")
     metadata = read_metadata(root)
     by_clip = {Path(str(c)).name: row for c, row in zip(metadata["clip"], metadata.to_dict("records"))}
-    real_records = [r for r in real.records if r.machine_type == machine_type and r.split == "train"
-                    and r.label in (None, "normal") and not r.synthetic]
+    real_records = real_normal_records(real, machine_type)
 
     sr = synth.sample_rate
     waves = [load_audio(r.path, sr) for r in gen_records]
@@ -156,10 +156,12 @@ def quality_report(
     frame = pd.DataFrame(rows)
 
     if scorers:
-        emb, real_emb = scorers[0].embed_audio(waves, sr), scorers[0].embed_audio(real_waves, sr)
-        embedding = f"clap:{getattr(scorers[0], 'name', 'clap')}"
-        sims = np.mean([s.similarity(waves, sr, list(frame["prompt"])) for s in scorers], axis=0)
-        frame["clap_similarity"] = sims
+        first, prompts = scorers[0], list(frame["prompt"])
+        emb, real_emb = first.embed_audio(waves, sr), first.embed_audio(real_waves, sr)
+        embedding = f"clap:{getattr(first, 'name', 'clap')}"
+        # the first scorer's audio embeddings are at hand: its similarity needs only the prompts embedded
+        sims = [np.sum(emb * first.embed_text(prompts), axis=1), *(s.similarity(waves, sr, prompts) for s in scorers[1:])]
+        frame["clap_similarity"] = np.mean(sims, axis=0)
     else:
         emb, real_emb = logmel_embeddings(waves, config), logmel_embeddings(real_waves, config)
         embedding = "logmel_stats"

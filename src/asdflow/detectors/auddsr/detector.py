@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from asdflow.data.audio import load_audio
 from asdflow.data.manifest import ClipRecord, Manifest
 from asdflow.detectors.base import Detector
 from asdflow.detectors.baseline_ae.detector import training_records
@@ -35,6 +34,7 @@ from asdflow.features.logmel import LogMelExtractor
 from asdflow.progress import progress_bar
 from asdflow.simulation.codebook_sampling import LEVELS, perturb_codes
 from asdflow.simulation.masks import sample_mask
+from asdflow.simulation.spectrogram import iter_logmels
 from asdflow.simulation.vqvae2 import VQVAE2, random_crops, train_vqvae2
 from asdflow.torch_threads import torch_threads
 
@@ -118,10 +118,7 @@ class AudDSRDetector(Detector):
         return spec
 
     def _load_specs(self, records: list[ClipRecord], progress: bool, desc: str) -> list[np.ndarray]:
-        specs: list[np.ndarray] = []
-        for start in progress_bar(range(0, len(records), LOAD_CHUNK), desc=desc, enabled=progress):
-            chunk = records[start : start + LOAD_CHUNK]
-            specs.extend(self.extractor.batch([load_audio(r.path, self.features.sample_rate) for r in chunk]))
+        specs = [spec for _, spec in iter_logmels(records, self.features, LOAD_CHUNK, progress, desc, self.extractor)]
         for record, spec in zip(records, specs):
             self._check_spec(spec, str(record.path))
         return specs

@@ -40,16 +40,17 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from asdflow.data.audio import load_audio
 from asdflow.data.manifest import ClipRecord, Manifest
 from asdflow.detectors.base import Detector
+from asdflow.detectors.baseline_ae.detector import training_records
 from asdflow.detectors.discriminator.torch_model import PatchClassifier, pooled_features
 from asdflow.detectors.threshold import gamma_threshold
 from asdflow.errors import AsdflowError, DetectorError
+from asdflow.progress import progress_bar
 from asdflow.simulation.autoencoder import SpectrogramAutoencoder, train_autoencoder
 from asdflow.simulation.latent_perturbation import LatentPerturbationSimulator, latent_spread
 from asdflow.simulation.simulate import build_simulator, sample_masks
-from asdflow.simulation.spectrogram import SpectrogramNormalizer, crop_frames, cut_patches
+from asdflow.simulation.spectrogram import SpectrogramNormalizer, crop_frames, cut_patches, iter_logmels
 from asdflow.torch_threads import torch_threads
 
 FEATURE_BATCH = 64
@@ -82,14 +83,14 @@ class DiscriminatorDetector(Detector):
         return self._extractor
 
     # -- features -----------------------------------------------------------
-    def _images(self, waveforms: list[np.ndarray], names: list[str] | None = None) -> list[np.ndarray]:
-        images = []
-        for i, image in enumerate(self.extractor.batch(waveforms)):
-            if not np.all(np.isfinite(image)):
-                where = names[i] if names else f"waveform {i}"
-                raise DetectorError(f"discriminator: non-finite (NaN/inf) log-mel features in {where}")
-            images.append(crop_frames(image, self.features, self.sim.patches.crop_seconds))
-        return images
+    def _image(self, image: np.ndarray, where: str) -> np.ndarray:
+        """A checked, cropped log-mel image; `where` names the clip in the error."""
+        if not np.all(np.isfinite(image)):
+            raise DetectorError(f"discriminator: non-finite (NaN/inf) log-mel features in {where}")
+        return crop_frames(image, self.features, self.sim.patches.crop_seconds)
+
+    def _images(self, waveforms: list[np.ndarray]) -> list[np.ndarray]:
+        return [self._image(image, f"waveform {i}") for i, image in enumerate(self.extractor.batch(waveforms))]
 
     def _patches(self, image: np.ndarray) -> np.ndarray:
         p = self.sim.patches
@@ -108,26 +109,19 @@ class DiscriminatorDetector(Detector):
 
     # -- training -----------------------------------------------------------
     def _training_records(self, manifest: Manifest) -> list[ClipRecord]:
-        records = [r for r in manifest.records if r.split == "train" and r.label in ("normal", None)]
-        if not records:
-            raise DetectorError(f"discriminator: no normal training clips in the manifest of {manifest.root or 'the dataset'}")
-        machine_types = sorted({r.machine_type for r in records})
-        if len(machine_types) > 1:
-            raise DetectorError(f"discriminator: a detector trains on one machine type, the manifest has {', '.join(machine_types)}")
+        try:
+            records = training_records(manifest)
+        except DetectorError as err:  # the shared selection, its message prefixed with this family
+            raise DetectorError(f"discriminator: {err}") from None
         if len(records) < self.params.min_train_clips:
-            raise DetectorError(f"discriminator: too few training clips for {machine_types[0]}: {len(records)} normal "
-                                f"clip(s), need at least {self.params.min_train_clips} (min_train_clips)")
+            raise DetectorError(f"discriminator: too few training clips for {records[0].machine_type}: "
+                                f"{len(records)} normal clip(s), need at least {self.params.min_train_clips} "
+                                "(min_train_clips)")
         return records
 
     def _load_images(self, records: list[ClipRecord], progress: bool) -> list[np.ndarray]:
-        from asdflow.progress import progress_bar
-
-        images: list[np.ndarray] = []
-        for start in progress_bar(range(0, len(records), LOAD_CHUNK), desc="log-mel", enabled=progress):
-            chunk = records[start : start + LOAD_CHUNK]
-            images.extend(self._images([load_audio(r.path, self.features.sample_rate) for r in chunk],
-                                       [str(r.path) for r in chunk]))
-        return images
+        pairs = iter_logmels(records, self.features, LOAD_CHUNK, progress, "log-mel", self.extractor)
+        return [self._image(image, str(r.path)) for r, image in pairs]
 
     def fit(self, manifest: Manifest, progress: bool = True) -> dict[str, Any]:
         # seeded and isolated: dropout and any torch sampling draw from the detector's seed only
@@ -148,7 +142,8 @@ class DiscriminatorDetector(Detector):
         val_idx, train_idx = (order[:n_val], order[n_val:]) if n_val >= 1 else (order[:0], order)
         train_images = [images[i] for i in train_idx]
         self.normalizer = SpectrogramNormalizer().fit(train_images)
-        patches = np.concatenate([self._patches(im) for im in train_images])
+        clip_patches = [self._patches(im) for im in train_images]  # reused for the threshold's scores
+        patches = np.concatenate(clip_patches)
 
         self.autoencoder, ae_history = train_autoencoder(patches, self.sim.autoencoder, seed=self.seed,
                                                          progress=progress, desc=f"encoder {self.machine_type}")
@@ -170,8 +165,6 @@ class DiscriminatorDetector(Detector):
         optimiser = torch.optim.AdamW(self.classifier.parameters(), lr=p.learning_rate, weight_decay=p.weight_decay)
         generator = torch.Generator().manual_seed(self.seed)
         history: list[float] = []
-        from asdflow.progress import progress_bar
-
         for _ in progress_bar(range(p.rounds), desc=f"classifier {self.machine_type}", enabled=progress):
             anomalies = self._simulated_features(simulator, patches, p.anomalies_per_normal * len(patches), rng)
             x = torch.from_numpy(np.concatenate([normal_feats, anomalies]))
@@ -179,7 +172,7 @@ class DiscriminatorDetector(Detector):
             history.extend(self._train_classifier(x, y, optimiser, generator))
         self.classifier.eval()
 
-        train_scores = self._clip_scores([self._patches(im) for im in train_images])
+        train_scores = self._clip_scores(clip_patches)
         if not np.all(np.isfinite(train_scores)):
             raise DetectorError(f"discriminator: non-finite training scores for {self.machine_type} (training diverged)")
         self.threshold = gamma_threshold(train_scores, self.config.threshold_quantile)  # logits: may be < 0
@@ -260,16 +253,13 @@ class DiscriminatorDetector(Detector):
             return self._clip_scores([self._patches(im) for im in self._images(list(waveforms))])
 
     def score(self, manifest: Manifest, progress: bool = True) -> dict[str, float]:
-        from asdflow.progress import progress_bar
-
         self._require_fitted()
         scores: dict[str, float] = {}
         records = manifest.records
         for start in progress_bar(range(0, len(records), LOAD_CHUNK), desc="scoring", enabled=progress):
             chunk = records[start : start + LOAD_CHUNK]
             with torch_threads(self.params.num_threads):
-                images = self._images([load_audio(r.path, self.features.sample_rate) for r in chunk],
-                                      [str(r.path) for r in chunk])
+                images = self._load_images(chunk, False)
                 values = self._clip_scores([self._patches(im) for im in images])
             scores.update({r.name: float(v) for r, v in zip(chunk, values)})
         return scores
