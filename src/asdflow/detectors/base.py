@@ -119,6 +119,17 @@ class Detector(ABC):
     def _load_weights(self, directory: Path) -> None: ...
 
 
+def training_records(manifest: Manifest) -> list[ClipRecord]:
+    """Normal training clips of exactly one machine type (what every family's `fit` trains on)."""
+    records = [r for r in manifest.records if r.split == "train" and r.label in ("normal", None)]
+    if not records:
+        raise DetectorError(f"no normal training clips in the manifest of {manifest.root or 'the dataset'}")
+    machine_types = sorted({r.machine_type for r in records})
+    if len(machine_types) > 1:
+        raise DetectorError(f"a detector trains on one machine type, the manifest has {', '.join(machine_types)}")
+    return records
+
+
 def make_detector(config: DetectorConfig, features: FeatureConfig, seed: int = 0) -> Detector:
     return _family_class(config.family)(config, features, seed=seed)
 

@@ -114,7 +114,7 @@ def predict_frame(detector, model_input: Any) -> pd.DataFrame:
             f"model input needs a '{INPUT_COLUMN}' column of float samples (got columns {list(frame.columns)})"
         )
     target_sr = int(detector.features.sample_rate)
-    waveforms = [_waveform(row, target_sr, i) for i, row in enumerate(frame.to_dict(orient="records"))]
+    waveforms = [input_waveform(row, target_sr, i) for i, row in enumerate(frame.to_dict(orient="records"))]
     # One batch through score_waveforms unless the family conditions on domain/section/attributes
     # (a detector with `uses_records = True`): only then is each clip scored with its record.
     records = _records(frame, detector) if getattr(detector, "uses_records", False) else None
@@ -141,7 +141,8 @@ def _as_frame(model_input: Any) -> pd.DataFrame:
     )
 
 
-def _waveform(row: dict[str, Any], target_sr: int, index: int) -> np.ndarray:
+def input_waveform(row: dict[str, Any], target_sr: int, index: int) -> np.ndarray:
+    """One input row's waveform, checked (non-empty, finite) and resampled to `target_sr` (every asdflow pyfunc)."""
     from asdflow.data.audio import resample
 
     raw = row[INPUT_COLUMN]

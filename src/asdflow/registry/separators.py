@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from asdflow.config import AsdflowConfig
 from asdflow.errors import DetectorError, one_line
 from asdflow.registry.models import RegistryError
-from asdflow.registry.pyfunc_model import INPUT_COLUMN, _waveform, pip_requirements  # the detector pyfunc's input checks
+from asdflow.registry.pyfunc_model import INPUT_COLUMN, input_waveform, pip_requirements
 
 SEPARATOR_ARTIFACT = "separator"  # key in the model's artifacts dict
 MODEL_NAME_IN_RUN = "separator"
@@ -75,7 +75,7 @@ class SeparatorPyfunc(mlflow.pyfunc.PythonModel):
             raise DetectorError(f"model input needs a '{INPUT_COLUMN}' column (got {list(model_input.columns)})")
         config = self.info["config"]
         rate = int(config["sample_rate"])
-        out = [separate_waveform(self.model, _waveform(row, rate, i), rate, float(config["chunk_seconds"]),
+        out = [separate_waveform(self.model, input_waveform(row, rate, i), rate, float(config["chunk_seconds"]),
                                  float(config["overlap"]))
                for i, row in enumerate(model_input.to_dict(orient="records"))]
         return pd.DataFrame({OUTPUT_COLUMN: out})

@@ -26,7 +26,7 @@ import torch
 
 from asdflow.data.manifest import ClipRecord, Manifest
 from asdflow.detectors.base import Detector
-from asdflow.detectors.baseline_ae.detector import training_records
+from asdflow.detectors.base import training_records
 from asdflow.detectors.auddsr.torch_model import MAP_FACTOR, AnomalyUNet, ObjectSpecificDecoder, focal_loss
 from asdflow.detectors.threshold import gamma_threshold
 from asdflow.errors import DetectorError

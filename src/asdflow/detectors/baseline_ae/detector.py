@@ -23,7 +23,7 @@ from sklearn.covariance import LedoitWolf
 
 from asdflow.data.audio import load_audio
 from asdflow.data.manifest import ClipRecord, Manifest
-from asdflow.detectors.base import Detector
+from asdflow.detectors.base import Detector, training_records
 from asdflow.detectors.baseline_ae.torch_model import DenseAutoencoder
 from asdflow.detectors.threshold import gamma_threshold
 from asdflow.errors import DetectorError
@@ -33,17 +33,6 @@ from asdflow.torch_threads import torch_threads
 
 SCORE_KINDS = ("mse", "mahalanobis")
 LOAD_CHUNK = 32  # clips loaded and featurised together
-
-
-def training_records(manifest: Manifest) -> list[ClipRecord]:
-    """Normal training clips of exactly one machine type."""
-    records = [r for r in manifest.records if r.split == "train" and r.label in ("normal", None)]
-    if not records:
-        raise DetectorError(f"no normal training clips in the manifest of {manifest.root or 'the dataset'}")
-    machine_types = sorted({r.machine_type for r in records})
-    if len(machine_types) > 1:
-        raise DetectorError(f"a detector trains on one machine type, the manifest has {', '.join(machine_types)}")
-    return records
 
 
 class BaselineAEDetector(Detector):

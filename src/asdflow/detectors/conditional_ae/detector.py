@@ -31,7 +31,7 @@ import torch
 from asdflow.data.audio import load_audio
 from asdflow.data.manifest import ClipRecord, Manifest
 from asdflow.detectors.base import Detector
-from asdflow.detectors.baseline_ae.detector import training_records
+from asdflow.detectors.base import training_records
 from asdflow.detectors.conditional_ae.conditioning import DOMAINS, ConditionSpace, choose_mode
 from asdflow.detectors.conditional_ae.knn import DomainKNN
 from asdflow.detectors.conditional_ae.torch_model import ConditionalAutoencoder

@@ -42,7 +42,7 @@ from torch.nn import functional as F
 
 from asdflow.data.manifest import ClipRecord, Manifest
 from asdflow.detectors.base import Detector
-from asdflow.detectors.baseline_ae.detector import training_records
+from asdflow.detectors.base import training_records
 from asdflow.detectors.discriminator.torch_model import PatchClassifier, pooled_features
 from asdflow.detectors.threshold import gamma_threshold
 from asdflow.errors import AsdflowError, DetectorError
