@@ -46,13 +46,14 @@ def mean_std(stats: Mapping[str, float] | None, digits: int = 4) -> str:
     return "—" if not stats else f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
 
 
-def real_valve_split() -> tuple[Any, Any]:
-    """(train, test) manifests of the real valve first-shot split; exits with a clear message when it is absent."""
+def real_valve_split(mirror: bool = False) -> tuple[Any, Any]:
+    """(train, test) manifests of the real valve first-shot split (or its mirror: the other half of the
+    test normals trains); exits with a clear message when it is absent."""
     from real_valve import DATA, SPLIT, first_shot_manifests  # lazy: real_valve imports this module
 
     if not SPLIT.exists() or not DATA.exists():
         raise SystemExit(f"real data absent: need {SPLIT} and {DATA}")
-    return first_shot_manifests()
+    return first_shot_manifests(mirror=mirror)
 
 
 def generated_splits(root: Path, machine_types: list[str] | None = None) -> tuple[Any, Any]:

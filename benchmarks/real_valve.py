@@ -29,9 +29,20 @@ SPLIT = REPO_ROOT / ".." / "shared" / "benchmarks" / "splits" / "valve-2023-firs
 DATA = REPO_ROOT / ".." / "shared" / "data" / "real" / "dcase2023t2_dev"
 
 
-def first_shot_manifests(split_csv: Path = SPLIT, data_root: Path = DATA) -> tuple[Manifest, Manifest]:
-    """The split's train rows become training clips (normal, split=train) and its test rows the test set."""
+def first_shot_manifests(
+    split_csv: Path = SPLIT, data_root: Path = DATA, mirror: bool = False
+) -> tuple[Manifest, Manifest]:
+    """The split's train rows become training clips (normal, split=train) and its test rows the test set.
+
+    `mirror`: the same split with the two halves of the test normals swapped: the 2 recorded train
+    clips plus the published test normals train, the published training normals from the test
+    folder are scored with all 100 anomalies. A gain that only one of the two shows is noise.
+    """
     split = pd.read_csv(split_csv)
+    if mirror:
+        from_test_folder = split.file.str.startswith("valve/test/") & (split.label == "normal")
+        split = split.copy()
+        split.loc[from_test_folder, "role"] = split.loc[from_test_folder, "role"].map({"train": "test", "test": "train"})
     manifest = build_manifest(data_root, ["valve"], progress=False)
     by_path = {str(Path(r.path).resolve().relative_to(data_root.resolve())): r for r in manifest.records}
     missing = [f for f in split["file"] if f not in by_path]

@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from asdflow.config_base import StrictModel
-from asdflow.detectors.family_configs import AudDSRConfig, ConditionalAEConfig, DiscriminatorConfig
+from asdflow.detectors.family_configs import AudDSRConfig, ConditionalAEConfig, DiscriminatorConfig, TWFRConfig
 from asdflow.errors import ConfigError
 from asdflow.prompts.config import PromptConfig
 from asdflow.simulation.config import SimulationConfig
@@ -60,6 +60,7 @@ class DetectorConfig(StrictModel):
     discriminator: DiscriminatorConfig = Field(default_factory=DiscriminatorConfig)
     conditional_ae: ConditionalAEConfig = Field(default_factory=ConditionalAEConfig)
     auddsr: AudDSRConfig = Field(default_factory=AudDSRConfig)
+    twfr: TWFRConfig = Field(default_factory=TWFRConfig)
     # The training pipeline trains each of these and registers each as a challenger (None: just `family`).
     families: list[str] | None = None
 

@@ -29,6 +29,7 @@ _FAMILIES: dict[str, str] = {
     "conditional_ae": "asdflow.detectors.conditional_ae.detector:ConditionalAEDetector",
     "auddsr": "asdflow.detectors.auddsr.detector:AudDSRDetector",
     "discriminator": "asdflow.detectors.discriminator.detector:DiscriminatorDetector",
+    "twfr": "asdflow.detectors.twfr.detector:TWFRDetector",
 }
 
 

@@ -2,7 +2,7 @@
 
 import typing
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from asdflow.config_base import StrictModel
 from asdflow.simulation.config import SimulationConfig
@@ -101,3 +101,46 @@ class AudDSRConfig(StrictModel):
     top_k_percent: float = 10.0
     min_train_clips: int = 2
     num_threads: int | None = 1  # torch threads while training/scoring (None: torch's default)
+
+
+class SelectionConfig(StrictModel):
+    """Label-free choice of a setting (asdflow.detectors.selection): from normal clips alone."""
+
+    strategy: typing.Literal["proxy", "fusion_mean", "fusion_min", "fixed"] = "proxy"
+    n_folds: int = Field(4, ge=2)  # K of the K-fold over the training normals
+    min_clips: int = Field(8, ge=2)  # fewer training clips: the fixed default, said in fit_info
+    # the simulated anomaly kinds of asdflow.simulation.waveform_anomalies, one of each per held-out clip
+    anomaly_kinds: list[typing.Literal["impacts", "resonance", "tilt", "modulation", "band_segments", "perlin"]] = Field(
+        default_factory=lambda: ["impacts", "resonance", "tilt", "band_segments", "perlin"], min_length=1
+    )
+    level_db: tuple[float, float] = (-5.0, 5.0)  # anomaly level relative to the clip (subtle enough not to saturate)
+    max_fpr: float = Field(0.1, gt=0, le=1)  # of the proxy pAUC
+    tie_tolerance: float = Field(0.01, ge=0)  # proxy hmeans this close to the best count as tied
+    fusion_folds: int | None = None  # held-out scores that z-normalise the fused candidates (None: leave-one-out)
+    seed: int = Field(0, ge=0)
+
+
+class TWFRConfig(StrictModel):
+    """TWFR (Guan et al. 2023): GWRP-pooled log-mel per clip, a GMM or a density-normalised k-NN.
+
+    Candidates = every r of `r_grid` with every scorer; `selection` picks one per machine type
+    from normal clips alone (or fuses them). `default_r` / `default_scorer`: the fixed default.
+    """
+
+    r_grid: list[float] = Field(default_factory=lambda: [0.0, 0.5, 0.9, 0.97, 0.99, 0.997, 1.0], min_length=1)
+    scorers: list[typing.Literal["gmm", "knn"]] = Field(default_factory=lambda: ["gmm", "knn"], min_length=1)
+    default_r: float = Field(0.9, ge=0, le=1)
+    default_scorer: typing.Literal["gmm", "knn"] = "knn"
+    gmm_components: int = Field(2, ge=1)
+    gmm_reg_covar: float = Field(1e-2, gt=0)
+    knn_k_density: int = Field(5, ge=1)  # K of the local density rho_j
+    knn_metric: typing.Literal["euclidean", "cosine"] = "euclidean"
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    min_train_clips: int = Field(2, ge=2)
+
+    @field_validator("r_grid")
+    @classmethod
+    def _r_in_range(cls, values: list[float]) -> list[float]:
+        if any(not 0.0 <= v <= 1.0 for v in values):
+            raise ValueError(f"r_grid {values}: every r must be in [0, 1] (0 = max, 1 = mean)")
+        return sorted(set(values))
