@@ -16,7 +16,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from asdflow.config_base import StrictModel
-from asdflow.detectors.family_configs import AudDSRConfig, ConditionalAEConfig, DiscriminatorConfig, TWFRConfig
+from asdflow.detectors.family_configs import (
+    AudDSRConfig, ConditionalAEConfig, DiscriminatorConfig, TimePoolingConfig, TWFRConfig,
+)
 from asdflow.errors import ConfigError
 from asdflow.prompts.config import PromptConfig
 from asdflow.simulation.config import SimulationConfig
@@ -51,6 +53,7 @@ class BaselineAEConfig(StrictModel):
     score: Literal["mse", "mahalanobis"] = "mse"
     max_frames_per_clip: int | None = None  # subsample stacked frames for speed (None: all)
     num_threads: int | None = 1  # torch threads while training/scoring (None: torch's default)
+    time_pooling: TimePoolingConfig = Field(default_factory=TimePoolingConfig)  # of the frame scores (GWRP r)
 
 
 class DetectorConfig(StrictModel):

@@ -20,8 +20,9 @@ def test_proxy_table_ranks_an_informative_candidate_first():
     n = 20
     normals = [rng.normal(size=2000).astype(np.float32) for _ in range(n)]
     config = SelectionConfig(anomaly_kinds=["tilt"], n_folds=4)
-    proxy = selection.build_proxy_set(normals, ["source"] * n, 16000, config, seed=0)
-    energy = np.array([np.std(np.diff(x)) for x in proxy.normals + proxy.anomalies])  # sees a spectral tilt
+    proxy = selection.build_proxy_set(["source"] * n, normals.__getitem__, 16000, config, seed=0)
+    assert proxy.n_normals == n and sorted(set(proxy.owners.tolist())) == list(range(n))
+    energy = np.array([np.std(np.diff(x)) for x in normals + proxy.anomalies])  # sees a spectral tilt
 
     def fold_scorer(train, heldout, anomaly_idx):
         base = energy[train].mean()
@@ -35,6 +36,20 @@ def test_proxy_table_ranks_an_informative_candidate_first():
     assert by_name["informative"]["hmean"] > 0.9 > by_name["noise"]["hmean"]
     assert set(by_name["informative"]["auc_by_kind"]) == {"tilt"}
     assert selection.choose(table, "noise", 0.01)[0] == "informative"
+
+
+def test_used_folds_and_the_anomaly_cap_bound_the_simulation():
+    normals = [np.random.default_rng(i).normal(size=2000).astype(np.float32) for i in range(40)]
+    loaded = []
+
+    def load(i):
+        loaded.append(i)
+        return normals[i]
+
+    config = SelectionConfig(anomaly_kinds=["tilt", "impacts"], n_folds=4, folds_used=1, max_anomalous_clips=6)
+    proxy = selection.build_proxy_set(["source"] * 40, load, 16000, config, seed=0)
+    assert len(proxy.folds) == 1 and len(proxy.anomalies) == 12
+    assert set(proxy.owners.tolist()) <= set(proxy.folds[0].tolist()) and len(set(loaded)) == 6
 
 
 def test_ties_go_to_the_default_and_saturation_is_flagged():

@@ -58,6 +58,14 @@ class Detector(ABC):
         self.machine_type: str | None = None
         self.threshold: float | None = None
         self.fit_info: dict[str, Any] = {}
+        # GWRP r of the frame-based families' time pooling (chosen at fit; 1 = the mean)
+        self.time_r: float = 1.0
+
+    def candidate_scores(
+        self, waveforms: list[np.ndarray], records: list[ClipRecord | None], rs: list[float]
+    ) -> dict[float, np.ndarray]:
+        """r -> clip scores under each time pooling r (the frame-based families; the label-free selection)."""
+        raise DetectorError(f"{self.family} has no frame scores to pool over time")
 
     # -- training -----------------------------------------------------------
     @abstractmethod
@@ -104,6 +112,7 @@ class Detector(ABC):
             "family": self.family,
             "machine_type": self.machine_type,
             "threshold": self.threshold,
+            "time_pooling_r": self.time_r,
             "seed": self.seed,
             "detector": self.config.model_dump(),
             "features": self.features.model_dump(),
@@ -152,6 +161,7 @@ def load_detector(directory: str | Path) -> Detector:
         raise DetectorError(f"unreadable {meta_file}: {err}") from None
     detector.machine_type = meta.get("machine_type")
     detector.threshold = meta.get("threshold")
+    detector.time_r = float(meta.get("time_pooling_r", 1.0))  # saved before pooling was chosen: the mean
     detector.fit_info = meta.get("fit_info", {})
     detector._load_weights(directory)
     return detector

@@ -8,6 +8,46 @@ from asdflow.config_base import StrictModel
 from asdflow.simulation.config import SimulationConfig
 
 
+class SelectionConfig(StrictModel):
+    """Label-free choice of a setting (asdflow.detectors.selection): from normal clips alone."""
+
+    strategy: typing.Literal["proxy", "fusion_mean", "fusion_min", "fixed"] = "proxy"
+    n_folds: int = Field(4, ge=2)  # K of the K-fold over the training normals
+    folds_used: int | None = Field(None, ge=1)  # held out in turn (None: all; the torch families hold out one)
+    max_anomalous_clips: int = Field(100, ge=1)  # held-out clips that anomalies are simulated from (time bound)
+    min_clips: int = Field(8, ge=2)  # fewer training clips: the fixed default, said in fit_info
+    # the simulated anomaly kinds of asdflow.simulation.waveform_anomalies, one of each per held-out clip
+    anomaly_kinds: list[typing.Literal["impacts", "resonance", "tilt", "modulation", "band_segments", "perlin"]] = Field(
+        default_factory=lambda: ["impacts", "resonance", "tilt", "band_segments", "perlin"], min_length=1
+    )
+    level_db: tuple[float, float] = (-5.0, 5.0)  # anomaly level relative to the clip (subtle enough not to saturate)
+    max_fpr: float = Field(0.1, gt=0, le=1)  # of the proxy pAUC
+    tie_tolerance: float = Field(0.01, ge=0)  # proxy hmeans this close to the best count as tied
+    fusion_folds: int | None = None  # held-out scores that z-normalise the fused candidates (None: leave-one-out)
+    seed: int = Field(0, ge=0)
+
+
+class TimePoolingConfig(StrictModel):
+    """How a frame-based family pools its per-frame (or per-patch) scores into the clip score: GWRP r.
+
+    `r: auto` chooses r per machine type from normal clips alone (`selection`: a copy of the
+    detector fitted on all but one fold scores the held-out clips and anomalies simulated from
+    them, for every r of `r_grid`), then fits on every clip; a number fixes r (0 = max, 1 = mean).
+    """
+
+    r: float | typing.Literal["auto"] = "auto"
+    r_grid: list[float] = Field(default_factory=lambda: [0.0, 0.5, 0.9, 0.97, 0.99, 0.997, 1.0], min_length=1)
+    default_r: float = Field(1.0, ge=0, le=1)  # the fixed fallback: the families' former mean
+    selection: SelectionConfig = Field(default_factory=lambda: SelectionConfig(folds_used=1))
+
+    @field_validator("r")
+    @classmethod
+    def _r_in_range(cls, value: float | str) -> float | str:
+        if value != "auto" and not 0.0 <= float(value) <= 1.0:
+            raise ValueError(f"r {value}: must be 'auto' or in [0, 1] (0 = max, 1 = mean)")
+        return value
+
+
 class DiscriminatorConfig(StrictModel):
     """Frozen reconstruction encoder + 4-layer fully connected classifier on normal vs simulated anomalies.
 
@@ -101,23 +141,6 @@ class AudDSRConfig(StrictModel):
     top_k_percent: float = 10.0
     min_train_clips: int = 2
     num_threads: int | None = 1  # torch threads while training/scoring (None: torch's default)
-
-
-class SelectionConfig(StrictModel):
-    """Label-free choice of a setting (asdflow.detectors.selection): from normal clips alone."""
-
-    strategy: typing.Literal["proxy", "fusion_mean", "fusion_min", "fixed"] = "proxy"
-    n_folds: int = Field(4, ge=2)  # K of the K-fold over the training normals
-    min_clips: int = Field(8, ge=2)  # fewer training clips: the fixed default, said in fit_info
-    # the simulated anomaly kinds of asdflow.simulation.waveform_anomalies, one of each per held-out clip
-    anomaly_kinds: list[typing.Literal["impacts", "resonance", "tilt", "modulation", "band_segments", "perlin"]] = Field(
-        default_factory=lambda: ["impacts", "resonance", "tilt", "band_segments", "perlin"], min_length=1
-    )
-    level_db: tuple[float, float] = (-5.0, 5.0)  # anomaly level relative to the clip (subtle enough not to saturate)
-    max_fpr: float = Field(0.1, gt=0, le=1)  # of the proxy pAUC
-    tie_tolerance: float = Field(0.01, ge=0)  # proxy hmeans this close to the best count as tied
-    fusion_folds: int | None = None  # held-out scores that z-normalise the fused candidates (None: leave-one-out)
-    seed: int = Field(0, ge=0)
 
 
 class TWFRConfig(StrictModel):

@@ -76,6 +76,17 @@ def gwrp_many(values: np.ndarray, rs: list[float] | tuple[float, ...], axis: int
     return out
 
 
+def pool_segments(values: np.ndarray, lengths: list[int], rs: list[float]) -> dict[float, np.ndarray]:
+    """Concatenated per-frame scores of several clips (`lengths` frames each) -> r -> one score per clip."""
+    out: dict[float, list[float]] = {float(r): [] for r in rs}
+    start = 0
+    for n in lengths:
+        for r, pooled in gwrp_many(values[start : start + n], rs).items():
+            out[r].append(float(pooled))
+        start += n
+    return {r: np.asarray(v, dtype=np.float64) for r, v in out.items()}
+
+
 def describe_r(r: float) -> str:
     """'max', 'mean' or 'r=0.97 (~33 frames)': how a person reads a pooling setting."""
     r = float(r)

@@ -42,14 +42,18 @@ HeldOutScorer = Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]]
 
 @dataclass
 class ProxySet:
-    """Training normals, the anomalies simulated from them, and the folds (held-out normal indices)."""
+    """The folds over the training normals and the anomalies simulated from the held-out clips.
 
-    normals: list[np.ndarray]
+    Waveforms of the normals are not kept here (a DCASE machine type has a thousand training
+    clips): the family holds or loads them; `owners` index into its training clips.
+    """
+
+    n_normals: int
     domains: list[str]
     anomalies: list[np.ndarray]
-    owners: np.ndarray  # index of the normal clip each anomaly was made from
+    owners: np.ndarray  # training-clip index of the normal each anomaly was made from
     kinds: list[str]
-    folds: list[np.ndarray]
+    folds: list[np.ndarray]  # held-out training-clip indices, one array per fold used
 
 
 @dataclass
@@ -88,16 +92,28 @@ def fold_splits(domains: Sequence[str | None], n_folds: int, seed: int) -> list[
 
 
 def build_proxy_set(
-    waveforms: Sequence[np.ndarray], domains: Sequence[str | None], sample_rate: int, config: SelectionConfig, seed: int
+    domains: Sequence[str | None],
+    load: Callable[[int], np.ndarray],
+    sample_rate: int,
+    config: SelectionConfig,
+    seed: int,
 ) -> ProxySet:
-    anomalies, owners, kinds = simulate_many(waveforms, sample_rate, config.anomaly_kinds, config.level_db, seed)
+    """Folds over the training clips and anomalies simulated from (at most `max_anomalous_clips` of)
+    the clips the used folds hold out; `load(i)` gives training clip i's waveform."""
+    folds = fold_splits(domains, config.n_folds, seed)[: config.folds_used or None]
+    owners_pool = np.sort(np.concatenate(folds))
+    if len(owners_pool) > config.max_anomalous_clips:
+        owners_pool = np.sort(np.random.default_rng(seed).choice(owners_pool, config.max_anomalous_clips, replace=False))
+    anomalies, positions, kinds = simulate_many(
+        [load(int(i)) for i in owners_pool], sample_rate, config.anomaly_kinds, config.level_db, seed, ids=owners_pool
+    )
     return ProxySet(
-        normals=list(waveforms),
+        n_normals=len(domains),
         domains=[d or "source" for d in domains],
         anomalies=anomalies,
-        owners=owners,
+        owners=owners_pool[positions],
         kinds=kinds,
-        folds=fold_splits(domains, config.n_folds, seed),
+        folds=folds,
     )
 
 
@@ -109,16 +125,14 @@ def _auc_pauc(normal: np.ndarray, anomaly: np.ndarray, max_fpr: float) -> tuple[
     return float(roc_auc_score(labels, scores)), float(roc_auc_score(labels, scores, max_fpr=max_fpr))
 
 
-def proxy_table(
-    proxy: ProxySet, fold_scorer: FoldScorer, config: SelectionConfig, folds_used: int | None = None
-) -> list[dict[str, Any]]:
+def proxy_table(proxy: ProxySet, fold_scorer: FoldScorer, config: SelectionConfig) -> list[dict[str, Any]]:
     """Per candidate: AUC, pAUC and their harmonic mean against the simulated anomalies (means over
     the folds used), AUC per anomaly kind, and the spread of the hmean over folds."""
     per_fold: dict[str, list[tuple[float, float]]] = {}
     per_kind: dict[str, dict[str, list[float]]] = {}
     kinds = np.asarray(proxy.kinds)
-    for heldout in proxy.folds[: folds_used or len(proxy.folds)]:
-        train = np.setdiff1d(np.arange(len(proxy.normals)), heldout)
+    for heldout in proxy.folds:
+        train = np.setdiff1d(np.arange(proxy.n_normals), heldout)
         anomaly_idx = np.flatnonzero(np.isin(proxy.owners, heldout))
         for name, (normal, anomaly) in fold_scorer(train, heldout, anomaly_idx).items():
             per_fold.setdefault(name, []).append(_auc_pauc(normal, anomaly, config.max_fpr))

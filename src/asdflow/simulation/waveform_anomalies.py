@@ -164,18 +164,20 @@ def simulate_many(
     kinds: Sequence[str],
     level_db: tuple[float, float],
     seed: int,
+    ids: Sequence[int] | None = None,
 ) -> tuple[list[np.ndarray], np.ndarray, list[str]]:
-    """One anomaly of each kind per waveform: (anomalies, index of the normal each came from, kinds).
+    """One anomaly of each kind per waveform: (anomalies, position of the normal each came from, kinds).
 
-    Each (clip position, kind) pair has its own generator from the seed, so a kind's anomalies do
-    not depend on which other kinds are asked for.
+    Each (clip id, kind) pair has its own generator from the seed (ids default to the positions),
+    so a clip's anomaly of one kind does not depend on which other clips or kinds are asked for.
     """
     anomalies: list[np.ndarray] = []
     owners: list[int] = []
     labels: list[str] = []
-    for i, wave in enumerate(waveforms):
+    ids = list(range(len(waveforms))) if ids is None else [int(i) for i in ids]
+    for i, (clip_id, wave) in enumerate(zip(ids, waveforms)):
         for k, kind in enumerate(kinds):
-            rng = np.random.default_rng([seed, i, WAVEFORM_ANOMALY_KINDS.index(kind) if kind in _KINDS else 99 + k])
+            rng = np.random.default_rng([seed, clip_id, WAVEFORM_ANOMALY_KINDS.index(kind) if kind in _KINDS else 99 + k])
             anomalies.append(simulate_waveform_anomaly(wave, sample_rate, kind, rng.uniform(*level_db), rng))
             owners.append(i)
             labels.append(kind)

@@ -25,6 +25,8 @@ from asdflow.data.audio import load_audio
 from asdflow.data.manifest import ClipRecord, Manifest
 from asdflow.detectors.base import Detector, training_records
 from asdflow.detectors.baseline_ae.torch_model import DenseAutoencoder
+from asdflow.detectors.frame_pooling import resolve_time_pooling
+from asdflow.detectors.pooling import pool_segments
 from asdflow.detectors.threshold import gamma_threshold
 from asdflow.errors import DetectorError
 from asdflow.features.logmel import LogMelExtractor, stack_frames
@@ -92,6 +94,7 @@ class BaselineAEDetector(Detector):
         self.machine_type = records[0].machine_type
         if len(records) < 2:
             raise DetectorError(f"{self.machine_type}: need at least 2 normal training clips, got {len(records)}")
+        self.time_r, pooling = resolve_time_pooling(self, records, manifest.root)
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
 
@@ -115,6 +118,7 @@ class BaselineAEDetector(Detector):
             "final_train_loss": losses["train"][-1],
             "final_val_loss": losses["val"][-1] if losses["val"] else None,
             "threshold": self.threshold,
+            "time_pooling": pooling,
             "seconds": time.perf_counter() - started,
         }
         return self.fit_info
@@ -169,29 +173,44 @@ class BaselineAEDetector(Detector):
             self.error_stats[domain] = (estimate.location_.astype(np.float32), estimate.precision_.astype(np.float32))
 
     # -- scoring ------------------------------------------------------------
-    def _score_batch(self, clips: list[np.ndarray], kinds: tuple[str, ...] = SCORE_KINDS) -> dict[str, np.ndarray]:
-        """Scores of several clips' stacked vectors, computed as one batch: one forward pass and,
-        per domain, one matrix product over every clip's frames; per-clip means by segment."""
+    def _vector_scores(self, clips: list[np.ndarray], kinds: tuple[str, ...]) -> dict[str, list[np.ndarray]]:
+        """kind -> per-vector scores of every clip's stacked vectors, one forward pass for the batch
+        (for `mahalanobis` one array per training domain: the clip keeps its nearer domain after pooling)."""
         for v in clips:
             if v.shape[0] == 0:
                 raise DetectorError(f"clip too short: it gives no {self.features.n_frames}-frame vector")
-        starts = np.cumsum([0] + [len(v) for v in clips[:-1]])
-        counts = np.array([len(v) for v in clips], dtype=np.float64)
         with torch_threads(self.params.num_threads), torch.no_grad():
             x = torch.from_numpy((np.concatenate(clips) - self.feature_mean) / self.feature_std)
             errors = self.model(x) - x
-            out: dict[str, np.ndarray] = {}
-            mse = np.add.reduceat((errors**2).mean(dim=1).double().numpy(), starts) / counts
+            out: dict[str, list[np.ndarray]] = {}
             if "mse" in kinds or not self.error_stats:
-                out["mse"] = mse
-            if "mahalanobis" in kinds:
-                distances = []
+                out["mse"] = [(errors**2).mean(dim=1).double().numpy()]
+            if "mahalanobis" in kinds and self.error_stats:
+                out["mahalanobis"] = []
                 for mean, precision in self.error_stats.values():
                     centred = errors - torch.from_numpy(mean)
                     squared = ((centred @ torch.from_numpy(precision)) * centred).sum(dim=1).clamp_min(0.0)
-                    distances.append(np.add.reduceat(squared.sqrt().double().numpy(), starts) / counts)
-                out["mahalanobis"] = np.minimum.reduce(distances) if distances else mse
+                    out["mahalanobis"].append(squared.sqrt().double().numpy())
+            elif "mahalanobis" in kinds:
+                out["mahalanobis"] = out["mse"]
         return out
+
+    def _score_batch(
+        self, clips: list[np.ndarray], kinds: tuple[str, ...] = SCORE_KINDS, rs: list[float] | None = None
+    ) -> dict[str, np.ndarray] | dict[float, dict[str, np.ndarray]]:
+        """Clip scores of several clips' stacked vectors: per-vector scores pooled over each clip's frames
+        with GWRP at the detector's r (or, with `rs`, r -> kind -> scores for every r asked)."""
+        lengths = [len(v) for v in clips]
+        pooled: dict[float, dict[str, np.ndarray]] = {}
+        for kind, per_domain in self._vector_scores(clips, kinds).items():
+            per_r = [pool_segments(values, lengths, rs or [self.time_r]) for values in per_domain]
+            for r in rs or [self.time_r]:
+                pooled.setdefault(r, {})[kind] = np.minimum.reduce([p[r] for p in per_r])
+        return pooled if rs else pooled[self.time_r]
+
+    def candidate_scores(self, waveforms, records, rs) -> dict[float, np.ndarray]:
+        kind = self.params.score
+        return {r: values[kind] for r, values in self._score_batch(self._vectors(waveforms), (kind,), list(rs)).items()}
 
     def _score_vectors(self, vectors: np.ndarray) -> dict[str, float]:
         return {kind: float(values[0]) for kind, values in self._score_batch([vectors]).items()}

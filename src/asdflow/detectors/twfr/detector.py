@@ -89,18 +89,21 @@ class TWFRDetector(Detector):
     def _pooled(self, waveforms: list[np.ndarray], rs: list[float]) -> list[dict[float, np.ndarray]]:
         return [gwrp_many(m, rs) for m in self.extractor.batch(waveforms)]
 
-    def _load_waveforms(self, records: list[ClipRecord], progress: bool, desc: str) -> list[np.ndarray]:
-        waves: list[np.ndarray] = []
-        for start in progress_bar(range(0, len(records), LOAD_CHUNK), desc=desc, enabled=progress):
-            for record in records[start : start + LOAD_CHUNK]:
-                try:
-                    wave = load_audio(record.path, self.features.sample_rate)
-                except AsdflowError as err:  # NaN samples, unreadable: the clip is named in the message
-                    raise DetectorError(f"twfr: {err}") from None
-                if np.sqrt(np.mean(np.square(wave, dtype=np.float64))) < SILENCE_RMS:
-                    raise DetectorError(f"twfr: {record.path}: the clip is silent (RMS below {SILENCE_RMS:g})")
-                waves.append(wave)
-        return waves
+    def _load(self, record: ClipRecord) -> np.ndarray:
+        try:
+            wave = load_audio(record.path, self.features.sample_rate)
+        except AsdflowError as err:  # NaN samples, unreadable: the clip is named in the message
+            raise DetectorError(f"twfr: {err}") from None
+        if np.sqrt(np.mean(np.square(wave, dtype=np.float64))) < SILENCE_RMS:
+            raise DetectorError(f"twfr: {record.path}: the clip is silent (RMS below {SILENCE_RMS:g})")
+        return wave
+
+    def _pooled_records(self, records: list[ClipRecord], progress: bool) -> dict[float, np.ndarray]:
+        """r -> (n_clips, n_mels) pooled log-mels, read in chunks (a thousand waveforms never sit in memory)."""
+        pooled: list[dict[float, np.ndarray]] = []
+        for start in progress_bar(range(0, len(records), LOAD_CHUNK), desc="features", enabled=progress):
+            pooled.extend(self._pooled([self._load(r) for r in records[start : start + LOAD_CHUNK]], self.params.r_grid))
+        return {r: np.stack([p[r] for p in pooled]) for r in self.params.r_grid}
 
     # -- training -----------------------------------------------------------
     def fit(self, manifest: Manifest, progress: bool = True) -> dict[str, Any]:
@@ -115,12 +118,9 @@ class TWFRDetector(Detector):
         if self.default_candidate not in self.candidates:
             raise DetectorError(f"twfr: the default {self.default_candidate!r} is not among the candidates "
                                 f"(r_grid x scorers)")
-        waves = self._load_waveforms(records, progress, "features")
         domains = [r.domain or "source" for r in records]
-        pooled = self._pooled(waves, self.params.r_grid)
-        matrix = {r: np.stack([p[r] for p in pooled]) for r in self.params.r_grid}
-
-        result = self._select(waves, domains, matrix, progress)
+        matrix = self._pooled_records(records, progress)
+        result = self._select(records, domains, matrix)
         self.scorers = {}
         self.fusion = result.chosen.split("_", 1)[1] if result.chosen.startswith("fusion_") else None
         kept = self.candidates if self.fusion else [result.chosen]
@@ -141,15 +141,15 @@ class TWFRDetector(Detector):
         }
         return self.fit_info
 
-    def _select(self, waves, domains, matrix, progress) -> selection.SelectionResult:
+    def _select(self, records, domains, matrix) -> selection.SelectionResult:
         s = self.params.selection
         strategy = s.strategy
         if strategy == "fixed":
             return selection.SelectionResult("fixed", self.default_candidate, "the fixed default (selection.strategy: fixed)")
-        if len(waves) < s.min_clips:
+        if len(records) < s.min_clips:
             return selection.SelectionResult(
                 strategy, self.default_candidate,
-                f"{len(waves)} training clips, fewer than selection.min_clips={s.min_clips}: the fixed default",
+                f"{len(records)} training clips, fewer than selection.min_clips={s.min_clips}: the fixed default",
             )
 
         def fit_score(train: np.ndarray, evaluate: dict[float, np.ndarray]) -> dict[str, np.ndarray]:
@@ -161,7 +161,7 @@ class TWFRDetector(Detector):
 
         if strategy.startswith("fusion_"):
             scores = selection.heldout_scores(
-                len(waves), domains, lambda tr, ho: fit_score(tr, {r: m[ho] for r, m in matrix.items()}),
+                len(records), domains, lambda tr, ho: fit_score(tr, {r: m[ho] for r, m in matrix.items()}),
                 s.fusion_folds, s.seed + self.seed,
             )
             return selection.SelectionResult(
@@ -169,7 +169,9 @@ class TWFRDetector(Detector):
                 fused_stats=selection.normalisation_stats(scores), heldout_scores=scores,
             )
 
-        proxy = selection.build_proxy_set(waves, domains, self.features.sample_rate, s, s.seed + self.seed)
+        proxy = selection.build_proxy_set(
+            domains, lambda i: self._load(records[i]), self.features.sample_rate, s, s.seed + self.seed
+        )
         anomalies = self._pooled(proxy.anomalies, self.params.r_grid)
         anomaly_matrix = {r: np.stack([p[r] for p in anomalies]) for r in self.params.r_grid}
 
