@@ -143,3 +143,19 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def single_domain_or_official(test: Any, scores: Mapping[str, float]) -> float:
+    """The DCASE official score of `scores` on a test manifest; a test set with one domain only (the
+    generated timing machines) gets the same harmonic mean of its AUC and pAUC (p = 0.1)."""
+    from scipy.stats import hmean
+    from sklearn.metrics import roc_auc_score
+
+    from asdflow.evaluation.metrics import evaluate_scores, ground_truth_from_manifest
+
+    records = [r for r in test.records if r.is_labelled]
+    if {r.domain for r in records if r.label == "normal"} >= {"source", "target"}:
+        return float(evaluate_scores(ground_truth_from_manifest(test), scores).overall.official)
+    labels = [r.label == "anomaly" for r in records]
+    values = [scores[r.name] for r in records]
+    return float(hmean([roc_auc_score(labels, values), roc_auc_score(labels, values, max_fpr=0.1)]))

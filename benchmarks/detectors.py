@@ -10,8 +10,15 @@ others go on.
 Datasets:
 - `valve`: the DCASE 2023 valve first-shot split ../shared/benchmarks/splits/valve-2023-firstshot.csv
   (52 training normals, 150 test clips; see real_valve.py);
+- `valve_mirror`: the same split mirrored: the other half of the test normals trains, the
+  published training normals from the test folder are scored with all 100 anomalies;
 - `synthetic`: the generator's valve (asdflow.data.synth, severity 0.5), sized to fit the run:
   5 s clips, 150 source + 10 target training normals, 20 test clips per domain and label.
+
+Beside the scores: the setting the label-free selection chose (twfr: pooling and scorer; the
+frame-based families: the time-pooling r) and the ORACLE, the best candidate on the test
+labels (reported, never used). `--time-pooling mean` runs the frame-based families as they
+were before the shared pooling (r fixed at 1, the mean), as parts named `<family>@mean`.
 
 Each family's results go to benchmarks/results/detectors_parts/<family>.json as soon as they
 exist; benchmarks/results/detectors.json and the markdown table are rebuilt from every part,
@@ -51,7 +58,7 @@ from asdflow.errors import one_line  # noqa: E402
 from asdflow.evaluation.metrics import evaluate_scores, ground_truth_from_manifest  # noqa: E402
 
 METRICS = ("official", "auc_source", "auc_target", "pauc")
-DATASETS = ("valve", "synthetic")
+DATASETS = ("valve", "valve_mirror", "synthetic")
 PARTS_DIR = RESULTS_DIR / "detectors_parts"
 SYNTH_DIR = Path("/tmp/asdflow-detectors-synthetic")
 SYNTH = SynthConfig(
@@ -84,9 +91,10 @@ def ensure_synthetic() -> None:
 
 
 def load_dataset(name: str) -> tuple[Manifest, Manifest, str]:
-    if name == "valve":
-        train, test = real_valve_split()
-        return train, test, f"valve first-shot split: {len(train)} training normals, {len(test)} test clips"
+    if name in ("valve", "valve_mirror"):
+        train, test = real_valve_split(mirror=name == "valve_mirror")
+        which = "mirrored (the other half of the test normals trains)" if name == "valve_mirror" else "published"
+        return train, test, f"valve first-shot split, {which}: {len(train)} training normals, {len(test)} test clips"
     if name == "synthetic":
         ensure_synthetic()
         return *generated_splits(SYNTH_DIR, SYNTH.machine_types), describe_synthetic()
@@ -116,10 +124,51 @@ def ten_second_clip(test: Manifest, sample_rate: int):
     return np.resize(wave, n).astype(np.float32), record
 
 
-def run_one(family: str, config: AsdflowConfig, train: Manifest, test: Manifest, seed: int) -> dict[str, Any]:
+def chosen_setting(detector: Any) -> str | None:
+    """What the label-free selection chose: twfr's candidate, or a frame family's time pooling."""
+    info = detector.fit_info
+    choice = info.get("selection") or info.get("time_pooling")
+    return None if not choice else f"{choice['chosen']}" + (" (fallback)" if "fewer than" in choice.get("reason", "") else "")
+
+
+def oracle_scores(detector: Any, cfg: AsdflowConfig, train: Manifest, test: Manifest, seed: int) -> dict[str, dict[str, float]]:
+    """candidate -> {clip: score} on the test clips, for the oracle (test labels pick the best: reported only)."""
+    from asdflow.data.audio import load_audio as load
+    from asdflow.detectors.twfr.detector import candidate_name
+
+    out: dict[str, dict[str, float]] = {}
+    if detector.family == "twfr":
+        p = cfg.detector.twfr
+        for scorer in p.scorers:
+            for r in p.r_grid:
+                fixed = cfg.model_copy(deep=True)
+                fixed.detector.twfr.default_r, fixed.detector.twfr.default_scorer = r, scorer
+                fixed.detector.twfr.selection.strategy = "fixed"
+                single = make_detector(fixed.detector, fixed.features, seed=seed)
+                single.fit(train, progress=False)
+                out[candidate_name(scorer, r)] = single.score(test, progress=False)
+        return out
+    pooling = getattr(cfg.detector, detector.family, None)
+    if pooling is None or not hasattr(pooling, "time_pooling"):
+        return out
+    grid = pooling.time_pooling.r_grid
+    for start in range(0, len(test.records), 32):
+        chunk = test.records[start : start + 32]
+        waves = [load(r.path, cfg.features.sample_rate) for r in chunk]
+        for r, values in detector.candidate_scores(waves, chunk, grid).items():
+            out.setdefault(f"r={r:g}", {}).update({rec.name: float(v) for rec, v in zip(chunk, values)})
+    return out
+
+
+def run_one(family: str, config: AsdflowConfig, train: Manifest, test: Manifest, seed: int,
+            time_pooling: str = "auto") -> dict[str, Any]:
     cfg = config.model_copy(deep=True)
     cfg.detector.family = family
+    if time_pooling == "mean" and hasattr(getattr(cfg.detector, family, None), "time_pooling"):
+        getattr(cfg.detector, family).time_pooling.r = 1.0
     scores: dict[str, float] = {}
+    chosen: list[str] = []
+    candidates: dict[str, dict[str, float]] = {}
     fit_seconds = score_seconds = 0.0
     params = None
     timing: list[float] = []
@@ -132,6 +181,10 @@ def run_one(family: str, config: AsdflowConfig, train: Manifest, test: Manifest,
         started = time.perf_counter()
         scores.update(detector.score(machine_test, progress=False))
         score_seconds += time.perf_counter() - started
+        chosen.append(chosen_setting(detector) or "")
+        if time_pooling == "auto":
+            for name, values in oracle_scores(detector, cfg, train.select(machine_type=machine), machine_test, seed).items():
+                candidates.setdefault(name, {}).update(values)
         params = (params or 0) + (count_parameters(detector) or 0)
         wave, record = ten_second_clip(machine_test, cfg.features.sample_rate)
         detector.score_waveform(wave, record)  # warm-up
@@ -139,10 +192,17 @@ def run_one(family: str, config: AsdflowConfig, train: Manifest, test: Manifest,
             started = time.perf_counter()
             detector.score_waveform(wave, record)
             timing.append(time.perf_counter() - started)
-    report = evaluate_scores(ground_truth_from_manifest(test), scores)
+    truth = ground_truth_from_manifest(test)
+    report = evaluate_scores(truth, scores)
+    oracle = {name: evaluate_scores(truth, values).overall.official for name, values in candidates.items()
+              if len(values) == len(scores)}
+    best = max(oracle, key=oracle.get) if oracle else None
     return {
         "seed": seed,
         **{m: getattr(report.overall, m) for m in METRICS},
+        "chosen": "; ".join(c for c in chosen if c) or None,
+        "oracle": {"candidate": best, "official": oracle[best]} if best else None,
+        "candidates_official": oracle,
         "fit_seconds": fit_seconds,
         "score_seconds_total": score_seconds,
         "score_seconds_per_10s_clip": float(np.median(timing)),
@@ -158,6 +218,11 @@ def summarise_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
         if ok:
             out[key] = summarise(r[key] for r in ok)
     out["n_parameters"] = ok[0]["n_parameters"] if ok else None
+    out["chosen"] = sorted({r["chosen"] for r in ok if r.get("chosen")})
+    oracles = [r["oracle"] for r in ok if r.get("oracle")]
+    if oracles:
+        out["oracle"] = summarise(o["official"] for o in oracles)
+        out["oracle_candidates"] = sorted({o["candidate"] for o in oracles})
     return out
 
 
@@ -179,15 +244,18 @@ def past(deadline: datetime | None) -> bool:
     return deadline is not None and datetime.now(timezone.utc) >= deadline
 
 
-def guarded_run(family, name, config, train, test, seed, deadline) -> dict[str, Any]:
+def guarded_run(family, name, config, train, test, seed, deadline, time_pooling="auto") -> dict[str, Any]:
     """One seed's results, its error (recorded, not raised), or a skip past the deadline."""
     if past(deadline):  # the run's time is up: say so instead of starting a fit that cannot finish
         result: dict[str, Any] = {"seed": seed, "skipped": f"not started: past the deadline {deadline:%H:%M} UTC"}
         print(f"  {family} {name} seed {seed}: {result['skipped']}", flush=True)
         return result
     try:
-        result = run_one(family, config, train, test, seed)
-        print(f"  {family} {name} seed {seed}: official {result['official']:.4f} (fit {result['fit_seconds']:.0f} s)",
+        result = run_one(family, config, train, test, seed, time_pooling)
+        oracle = result["oracle"]
+        print(f"  {family} {name} seed {seed}: official {result['official']:.4f} (fit {result['fit_seconds']:.0f} s; "
+              f"chose {result['chosen']}; oracle {oracle['official']:.4f} {oracle['candidate']})" if oracle else
+              f"  {family} {name} seed {seed}: official {result['official']:.4f} (fit {result['fit_seconds']:.0f} s)",
               flush=True)
     except Exception as err:  # noqa: BLE001 - a failing family is recorded, the run goes on
         result = {"seed": seed, "error": f"{type(err).__name__}: {one_line(err)}",
@@ -209,29 +277,31 @@ def write_part(family: str, part: dict[str, Any], dataset: str) -> None:
 
 
 def run_family(
-    family: str, config: AsdflowConfig, datasets: dict, seeds: list[int], profile: str, deadline: datetime | None = None
+    family: str, config: AsdflowConfig, datasets: dict, seeds: list[int], profile: str, deadline: datetime | None = None,
+    time_pooling: str = "auto",
 ) -> None:
-    part: dict[str, Any] = {"family": family, "profile": profile, "seeds": seeds, "datasets": {},
-                            "code_sha256": family_code_hash(family)}
-    if part_path(family).exists():  # keep this family's other datasets from an earlier run
-        part["datasets"] = json.loads(part_path(family).read_text()).get("datasets", {})
+    label = family if time_pooling == "auto" else f"{family}@{time_pooling}"
+    part: dict[str, Any] = {"family": label, "profile": profile, "seeds": seeds, "datasets": {},
+                            "code_sha256": family_code_hash(family), "time_pooling": time_pooling}
+    if part_path(label).exists():  # keep this family's other datasets from an earlier run
+        part["datasets"] = json.loads(part_path(label).read_text()).get("datasets", {})
     detector_config = config.detector.model_dump().get(family)
     for name, (train, test, description) in datasets.items():
         runs = []
         for seed in seeds:
             started = time.perf_counter()
-            runs.append(guarded_run(family, name, config, train, test, seed, deadline))
+            runs.append(guarded_run(family, name, config, train, test, seed, deadline, time_pooling))
             runs[-1]["wall_seconds"] = time.perf_counter() - started
             part["datasets"][name] = {"description": description, "runs": runs, "summary": summarise_runs(runs),
                                       "config": detector_config, "profile": profile, "seeds": seeds,
                                       "code_sha256": part["code_sha256"]}
-            write_part(family, part, name)
+            write_part(label, part, name)
 
 
 def markdown_table(parts: list[dict[str, Any]]) -> str:
     header = ("| family | dataset | seeds ok | official | AUC source | AUC target | pAUC | train s / seed "
-              "| score ms / 10 s clip | parameters |")
-    lines = [header, "|" + "---|" * 10]
+              "| score ms / 10 s clip | parameters | label-free choice | oracle (test labels) |")
+    lines = [header, "|" + "---|" * 12]
     for part in parts:
         for name in DATASETS:
             entry = part["datasets"].get(name)
@@ -241,14 +311,16 @@ def markdown_table(parts: list[dict[str, Any]]) -> str:
             n_runs = s["n_ok"] + len(s["errors"]) + s.get("n_skipped", 0)
             if not s["n_ok"]:
                 error = s["errors"][0].replace("|", "/")[:160] if s["errors"] else "not run (deadline)"
-                lines.append(f"| {part['family']} | {name} | 0/{n_runs} | ERROR: {error} | | | | | | |")
+                lines.append(f"| {part['family']} | {name} | 0/{n_runs} | ERROR: {error} | | | | | | | | |")
                 continue
             fit = s["fit_seconds"]
             ms = s["score_seconds_per_10s_clip"]
             lines.append(
                 f"| {part['family']} | {name} | {s['n_ok']}/{n_runs} | {mean_std(s['official'])} "
                 f"| {mean_std(s['auc_source'])} | {mean_std(s['auc_target'])} | {mean_std(s['pauc'])} | {fit['mean']:.0f} ± {fit['std']:.0f} "
-                f"| {1000 * ms['mean']:.0f} | {s['n_parameters'] if s['n_parameters'] is not None else '—'} |"
+                f"| {1000 * ms['mean']:.0f} | {s['n_parameters'] if s['n_parameters'] is not None else '—'} "
+                f"| {', '.join(s.get('chosen', [])) or '—'} "
+                f"| {mean_std(s.get('oracle'), 3) + ' ' + ', '.join(s.get('oracle_candidates', [])) if s.get('oracle') else '—'} |"
             )
     return "\n".join(lines)
 
@@ -257,7 +329,8 @@ def rebuild(command: str) -> tuple[Path, str]:
     parts = [json.loads(p.read_text()) for p in sorted(PARTS_DIR.glob("*.json"))]
     name = PARTS_DIR.name.replace("_parts", "")
     order = {f: i for i, f in enumerate(available_families())}
-    parts.sort(key=lambda p: (p["family"] != "baseline_ae", order.get(p["family"], 99), p["family"]))
+    parts.sort(key=lambda p: (p["family"].split("@")[0] != "baseline_ae", order.get(p["family"].split("@")[0], 99),
+                              p["family"]))
     table = markdown_table(parts)
     path = write_results(name, {
         "command": command,
@@ -280,6 +353,8 @@ def main() -> None:
     parser.add_argument("--name", default="detectors",
                         help="results name: benchmarks/results/<name>.json and <name>_parts/ (a separate rerun)")
     parser.add_argument("--table-only", action="store_true", help="rebuild detectors.json and the table from the parts")
+    parser.add_argument("--time-pooling", choices=("auto", "mean"), default="auto",
+                        help="mean: the frame-based families as before the shared pooling (parts <family>@mean)")
     args = parser.parse_args()
     command = "python benchmarks/detectors.py " + " ".join(sys.argv[1:])
     global PARTS_DIR
@@ -302,7 +377,7 @@ def main() -> None:
             hour, minute = map(int, args.deadline.split(":"))
             deadline = datetime.now(timezone.utc).replace(hour=hour, minute=minute, second=0, microsecond=0)
         for family in families:
-            run_family(family, config, datasets, seeds, profile, deadline)
+            run_family(family, config, datasets, seeds, profile, deadline, args.time_pooling)
     path, table = rebuild(command)
     print(f"\n{BASELINE_REFERENCE}\n{describe_synthetic()}\n")
     print(table)

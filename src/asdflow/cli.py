@@ -156,6 +156,7 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ):
     """Train the configured detector family on each machine type's normal training clips."""
+    from asdflow.detectors.selection import format_table as format_selection
     from asdflow.jobs import load_dataset, train_detector
 
     cfg = _config(config, profile, quiet, seed=seed)
@@ -165,6 +166,10 @@ def train(
         extra = f" ({result.n_extra_clips} from --extra-train)" if result.n_extra_clips else ""
         _say(f"{machine}: {result.family} trained on {result.fit_info.get('n_clips')} clips{extra}, "
              f"threshold {result.threshold:.4g}, saved to {result.detector_dir}")
+        for key in ("selection", "time_pooling"):  # the label-free choice and its proxy table, best first
+            if isinstance(result.fit_info.get(key), dict):
+                for line in format_selection(result.fit_info[key], limit=8):
+                    _say(f"  {line}")
 
 
 @app.command("score")

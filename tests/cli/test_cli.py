@@ -36,6 +36,19 @@ def test_train_score_evaluate_on_a_dataset(tmp_path):
         assert (tmp_path / "eval" / name).stat().st_size > 0
 
 
+def test_train_shows_the_label_free_choice(tmp_path):
+    data = tmp_path / "data"
+    assert run("data", "synth", str(data), "--profile", "tiny", "-m", "fan", "-q").returncode == 0
+    (tmp_path / "twfr.yaml").write_text("detector:\n  family: twfr\n  twfr: {r_grid: [0.0, 0.9, 1.0]}\n")
+    done = run("train", str(data), "--profile", "tiny", "--config", str(tmp_path / "twfr.yaml"),
+               "--out", str(tmp_path / "det"), "-q")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert any(line.strip().startswith("selection: proxy -> ") for line in lines), done.stdout
+    assert sum(line.strip().startswith(("knn r=", "gmm r=")) for line in lines) == 6  # every candidate's row
+    assert sum(line.rstrip().endswith("<") for line in lines) == 1  # the chosen one marked
+
+
 @pytest.mark.parametrize(
     "args, fragment",
     [

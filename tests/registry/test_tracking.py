@@ -89,6 +89,13 @@ def test_training_run_logs_params_metrics_artifacts_commit_and_data_hash(tmp_pat
         "plots/roc_fan.png", "plots/score_histogram_fan.png", "evaluation/report.json",
         "submission/anomaly_score_fan_section_00_test.csv", "submission/decision_result_fan_section_00_test.csv",
     }
+    # the label-free choice of the time pooling: tags, its proxy table and the plot
+    choice = load_detector(good.directory).fit_info["time_pooling"]
+    assert tags["time_pooling.chosen"] == choice["chosen"] and tags["time_pooling.strategy"] == choice["strategy"]
+    assert {f.path for f in client.list_artifacts(run.run_id, "selection")} == {
+        "selection/time_pooling_fan.json", "selection/time_pooling_fan.png"}
+    logged_choice = mlflow.artifacts.load_dict(f"{logged.info.artifact_uri}/selection/time_pooling_fan.json")
+    assert logged_choice["chosen"] == choice["chosen"] and len(logged_choice["table"]) == len(choice["table"])
     experiment = client.get_experiment(run.experiment_id)
     assert experiment.name == tiny_config.tracking.experiment
     assert Path(experiment.artifact_location.removeprefix("file://")) == project.resolve() / "mlruns" / "artifacts"
@@ -126,3 +133,27 @@ def test_pyfunc_model_scores_waveforms_like_the_detector(tmp_path, material, sql
     moved = model.predict(pd.DataFrame({"waveform": [w.tolist() for w in at_22k], "sample_rate": [22050] * 3}))
     expected = reference.score_waveforms([resample(w, 22050, 16000) for w in at_22k])
     np.testing.assert_allclose(moved["score"], expected, rtol=1e-5)
+
+
+def test_twfr_goes_through_registry_and_pyfunc_unchanged(tmp_path, material, sqlite_config):
+    """The new family behind the one Detector interface: registered and served like any other."""
+    from asdflow.detectors.base import make_detector
+
+    cfg = sqlite_config.model_copy(deep=True)
+    cfg.detector.family = "twfr"
+    detector = make_detector(cfg.detector, cfg.features, seed=0)
+    detector.fit(material.fan.select(split="train"), progress=False)
+    directory = detector.save(tmp_path / "twfr")
+    test = material.fan.select(split="test")
+    scores = detector.score(test, progress=False)
+    run = log_training_run(MACHINE, cfg, scores=scores, eval_manifest=test, detector_dir=directory,
+                           project_dir=tmp_path, data_hash="abc123")
+    register_detector(directory, MACHINE, cfg, run_id=run.run_id, project_dir=tmp_path)
+    client = mlflow.MlflowClient(run.tracking_uri)
+    version = client.get_model_version_by_alias("asd-fan", "challenger")
+    assert version.tags["detector_family"] == "twfr"
+    assert client.get_run(run.run_id).data.tags["selection.chosen"] == detector.fit_info["selection"]["chosen"]
+    model = mlflow.pyfunc.load_model(f"models:/asd-fan/{version.version}")
+    out = model.predict(pd.DataFrame({"waveform": [load_audio(r.path, 16000) for r in test.records]}))
+    np.testing.assert_allclose(out["score"], [scores[r.name] for r in test.records], rtol=1e-6)
+    assert (out["decision"] == (out["score"] > detector.threshold)).all()

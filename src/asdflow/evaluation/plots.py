@@ -125,3 +125,23 @@ def _colour_cycle(n: int) -> list:
 
 
 __all__ = ["plot_roc", "plot_score_histogram"]
+
+
+def plot_selection(selection: dict, path: str | Path, title: str = "") -> Path:
+    """The label-free selection's proxy table as bars: each candidate's hmean of AUC and pAUC on held-out
+    normals vs simulated anomalies, the chosen one marked (what `fit_info['selection']` holds)."""
+    rows = selection.get("table") or []
+    figure = Figure(figsize=(max(6.0, 0.45 * len(rows) + 2), 4.0), layout="constrained")
+    axes = figure.add_subplot()
+    if rows:
+        names = [r["candidate"] for r in rows]
+        colours = ["tab:red" if n == selection.get("chosen") else "tab:blue" for n in names]
+        axes.bar(range(len(rows)), [r["hmean"] for r in rows], color=colours)
+        axes.set_xticks(range(len(rows)), names, rotation=60, ha="right", fontsize=8)
+        low = min(r["hmean"] for r in rows)
+        axes.set_ylim(max(0.0, low - 0.05), min(1.0, max(r["hmean"] for r in rows) + 0.02))
+    else:
+        axes.text(0.5, 0.5, selection.get("reason", "no proxy table"), ha="center", va="center", wrap=True)
+    axes.set_ylabel("proxy hmean(AUC, pAUC)")
+    axes.set_title(title or f"label-free selection: {selection.get('chosen')} (red)")
+    return _save(figure, path)

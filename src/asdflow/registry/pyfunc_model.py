@@ -41,7 +41,7 @@ def pip_requirements() -> list[str]:
     """
     import importlib.metadata as md
 
-    names = ["mlflow", "numpy", "pandas", "torch", "torchaudio", "soundfile", "pydantic"]
+    names = ["mlflow", "numpy", "pandas", "torch", "torchaudio", "soundfile", "pydantic", "scikit-learn"]
     out = []
     for name in names:
         try:

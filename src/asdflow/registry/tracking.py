@@ -259,7 +259,21 @@ def flatten_params(config: AsdflowConfig | Mapping[str, Any], sections: Sequence
 # -- one training run ------------------------------------------------------------
 
 
+def _write_selection_files(tmp: Path, machine_type: str, key: str, choice: dict[str, Any]) -> list[Path]:
+    """selection/<key>_<machine>.json (the proxy table and the choice) and its bar plot."""
+    from asdflow.evaluation.plots import plot_selection
+
+    folder = tmp / "selection"
+    folder.mkdir(exist_ok=True)
+    table = folder / f"{key}_{machine_type}.json"
+    table.write_text(json.dumps(choice, indent=2, default=float))
+    plot = plot_selection(choice, folder / f"{key}_{machine_type}.png", f"{machine_type}: {key} -> {choice.get('chosen')}")
+    return [table, plot]
+
+
 def _artifact_folder(path: Path) -> str | None:
+    if path.parent.name == "selection":
+        return "selection"
     if path.suffix.lower() == ".png":
         return "plots"
     if path.name.startswith(("anomaly_score_", "decision_result_")):
@@ -331,9 +345,12 @@ def log_training_run(
             report = evaluate_scores(ground_truth, scores)
 
     metrics: dict[str, float] = dict(report.to_metrics()) if report is not None else {}
-    for key, value in (detector_meta.get("fit_info") or {}).items():
+    fit_info = detector_meta.get("fit_info") or {}
+    for key, value in fit_info.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             metrics[f"fit.{key}"] = float(value)
+    # the label-free choice (twfr: pooling + scorer; frame families: time pooling) and its proxy table
+    choices = {k: fit_info[k] for k in ("selection", "time_pooling") if isinstance(fit_info.get(k), dict)}
 
     run_tags = {
         "machine_type": machine_type,
@@ -347,6 +364,9 @@ def log_training_run(
         run_tags["mlflow.source.git.commit"] = commit
     if dirty is not None:
         run_tags["git_dirty"] = str(dirty).lower()
+    for key, choice in choices.items():
+        run_tags[f"{key}.chosen"] = str(choice.get("chosen"))
+        run_tags[f"{key}.strategy"] = str(choice.get("strategy"))
     run_tags.update(tags or {})
 
     logged: list[str] = []
@@ -365,6 +385,8 @@ def log_training_run(
             written: list[Path] = []
             if ground_truth is not None and scores is not None:
                 written += _write_evaluation_files(Path(tmp), machine_type, ground_truth, scores, threshold)
+            for key, choice in choices.items():
+                written += _write_selection_files(Path(tmp), machine_type, key, choice)
             for path in [*written, *(Path(a) for a in artifacts)]:
                 if not path.exists():
                     raise TrackingError(f"artifact to log does not exist: {path}")
