@@ -57,7 +57,7 @@ class BaselineAEConfig(StrictModel):
 
 
 class DetectorConfig(StrictModel):
-    family: str = "baseline_ae"
+    family: str = "twfr"
     threshold_quantile: float = Field(0.9, gt=0, lt=1)  # of a gamma fitted to training scores
     baseline_ae: BaselineAEConfig = Field(default_factory=BaselineAEConfig)
     discriminator: DiscriminatorConfig = Field(default_factory=DiscriminatorConfig)

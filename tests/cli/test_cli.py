@@ -45,7 +45,8 @@ def test_train_shows_the_label_free_choice(tmp_path):
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert any(line.strip().startswith("selection: proxy -> ") for line in lines), done.stdout
-    assert sum(line.strip().startswith(("knn r=", "gmm r=")) for line in lines) == 6  # every candidate's row
+    # every candidate's row: the grid and the fixed default (knn r=0.5), with both scorers
+    assert sum(line.strip().startswith(("knn r=", "gmm r=")) for line in lines) == 8
     assert sum(line.rstrip().endswith("<") for line in lines) == 1  # the chosen one marked
 
 

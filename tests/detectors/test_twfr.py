@@ -63,11 +63,11 @@ def test_label_free_choice_lands_where_the_machine_needs_it(tiny_config, timing_
 
 
 def test_fit_info_records_the_proxy_table_and_the_choice(tiny_config, timing_machines):
-    cfg = twfr_config(tiny_config, r_grid=[0.0, 0.9, 1.0], scorers=["knn"])
+    cfg = twfr_config(tiny_config, r_grid=[0.0, 0.9, 1.0], scorers=["knn"])  # + the default, knn r=0.5
     detector, _ = fit_and_auc(cfg, timing_machines, "impulsive")
     info = detector.fit_info
     table = info["selection"]["table"]
-    assert {row["candidate"] for row in table} == {"knn r=0", "knn r=0.9", "knn r=1"}
+    assert {row["candidate"] for row in table} == {"knn r=0", "knn r=0.5", "knn r=0.9", "knn r=1"}
     for row in table:
         assert 0 <= row["auc"] <= 1 and 0 <= row["hmean"] <= 1 and set(row["auc_by_kind"]) >= {"impacts"}
     assert info["selection"]["strategy"] == "proxy" and info["selection"]["chosen"] in {r["candidate"] for r in table}
@@ -80,7 +80,7 @@ def test_other_strategies_fit_score_and_round_trip(tiny_config, timing_machines,
     cfg = twfr_config(tiny_config, r_grid=[0.0, 0.9, 1.0], selection={"strategy": strategy})
     detector, auc = fit_and_auc(cfg, timing_machines, "impulsive")
     assert auc > 0.6
-    assert detector.fit_info["selection"]["chosen"] == (strategy if strategy != "fixed" else "knn r=0.9")
+    assert detector.fit_info["selection"]["chosen"] == (strategy if strategy != "fixed" else "knn r=0.5")
     test = timing_machines.select(machine_type="impulsive", split="test")
     loaded = load_detector(detector.save(tmp_path / "twfr"))
     assert loaded.score(test, progress=False) == pytest.approx(detector.score(test, progress=False))
@@ -102,7 +102,7 @@ def test_too_few_clips_fall_back_to_the_fixed_default(tiny_config, timing_machin
     few = part.model_copy(update={"records": part.records[:5]})
     detector = make_detector(twfr_config(tiny_config).detector, tiny_config.features)
     info = detector.fit(few, progress=False)
-    assert info["selection"]["chosen"] == "knn r=0.9"
+    assert info["selection"]["chosen"] == "knn r=0.5"
     assert "fewer than selection.min_clips" in info["selection"]["reason"]
 
 

@@ -78,8 +78,14 @@ class TWFRDetector(Detector):
         return DensityKNN(p.knn_k_density, p.knn_metric)
 
     @property
+    def rs(self) -> list[float]:
+        """The grid's r values and the default's (the fixed fallback is always a candidate)."""
+        return sorted(set(self.params.r_grid) | {self.params.default_r})
+
+    @property
     def candidates(self) -> list[str]:
-        return [candidate_name(s, r) for r in self.params.r_grid for s in self.params.scorers]
+        scorers = list(dict.fromkeys([*self.params.scorers, self.params.default_scorer]))
+        return [candidate_name(s, r) for r in self.rs for s in scorers]
 
     @property
     def default_candidate(self) -> str:
@@ -102,8 +108,8 @@ class TWFRDetector(Detector):
         """r -> (n_clips, n_mels) pooled log-mels, read in chunks (a thousand waveforms never sit in memory)."""
         pooled: list[dict[float, np.ndarray]] = []
         for start in progress_bar(range(0, len(records), LOAD_CHUNK), desc="features", enabled=progress):
-            pooled.extend(self._pooled([self._load(r) for r in records[start : start + LOAD_CHUNK]], self.params.r_grid))
-        return {r: np.stack([p[r] for p in pooled]) for r in self.params.r_grid}
+            pooled.extend(self._pooled([self._load(r) for r in records[start : start + LOAD_CHUNK]], self.rs))
+        return {r: np.stack([p[r] for p in pooled]) for r in self.rs}
 
     # -- training -----------------------------------------------------------
     def fit(self, manifest: Manifest, progress: bool = True) -> dict[str, Any]:
@@ -115,9 +121,6 @@ class TWFRDetector(Detector):
                 f"{self.machine_type}: twfr needs at least {self.params.min_train_clips} normal training clips, "
                 f"got {len(records)}"
             )
-        if self.default_candidate not in self.candidates:
-            raise DetectorError(f"twfr: the default {self.default_candidate!r} is not among the candidates "
-                                f"(r_grid x scorers)")
         domains = [r.domain or "source" for r in records]
         matrix = self._pooled_records(records, progress)
         result = self._select(records, domains, matrix)
@@ -172,8 +175,8 @@ class TWFRDetector(Detector):
         proxy = selection.build_proxy_set(
             domains, lambda i: self._load(records[i]), self.features.sample_rate, s, s.seed + self.seed
         )
-        anomalies = self._pooled(proxy.anomalies, self.params.r_grid)
-        anomaly_matrix = {r: np.stack([p[r] for p in anomalies]) for r in self.params.r_grid}
+        anomalies = self._pooled(proxy.anomalies, self.rs)
+        anomaly_matrix = {r: np.stack([p[r] for p in anomalies]) for r in self.rs}
 
         def fold_scorer(train, heldout, anomaly_idx):
             both = {r: np.concatenate([matrix[r][heldout], anomaly_matrix[r][anomaly_idx]]) for r in matrix}
