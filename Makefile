@@ -43,6 +43,8 @@ benchmarks: $(STAMP)
 	$(PY) benchmarks/separation.py
 	$(PY) benchmarks/synthesis.py
 	$(PY) benchmarks/detectors.py
+	$(PY) benchmarks/pooling_selection.py
+	$(PY) benchmarks/twfr_speed.py
 
 # Container images (infra/docker); needs a Docker engine and says so when there is none.
 images: $(STAMP)

@@ -8,10 +8,11 @@ on the other three folds (the real `fit`, one autoencoder variant at a time), an
   kinds not derived from any test clip: a frequency band boosted in a few time segments (the
   AudDSR band x segments shape), short impulsive clicks, an intermittent tone, a timbre change
   (low-pass blend); the added energy is drawn from -25..-5 dB of the clip's.
-Every scoring variant (error statistics, log, k) is scored from the same per-bin errors, so
-only the autoencoder variants cost a fit. Scores of the 4 folds are pooled (they are
-normalised per domain, so comparable) and the DCASE official score is computed as on test:
-AUC source, AUC target (held-out normals of that domain vs all simulated anomalies), pAUC.
+Every scoring variant (GWRP time pooling r of the per-bin errors, log, k) is scored from the
+same per-bin errors, so only the autoencoder variants cost a fit. Scores of the 4 folds are
+pooled (they are normalised per domain, so comparable) and the DCASE official score is
+computed as on test: AUC source, AUC target (held-out normals of that domain vs all
+simulated anomalies), pAUC.
 Writes benchmarks/results/conditional_ae_selection.json and prints the ranking.
 
     nice -n 5 .venv/bin/python benchmarks/conditional_ae_selection.py [--epochs 40]
@@ -37,8 +38,9 @@ from asdflow.config import load_config  # noqa: E402
 from asdflow.data.audio import load_audio  # noqa: E402
 from asdflow.data.manifest import Manifest  # noqa: E402
 from asdflow.detectors import make_detector  # noqa: E402
-from asdflow.detectors.conditional_ae.detector import summarise_errors  # noqa: E402
+from asdflow.detectors.conditional_ae.detector import error_embedding  # noqa: E402
 from asdflow.detectors.conditional_ae.knn import DomainKNN  # noqa: E402
+from asdflow.detectors.pooling import DEFAULT_R_GRID, describe_r  # noqa: E402
 from asdflow.features.logmel import LogMelExtractor, stack_frames  # noqa: E402
 
 ANOMALY_KINDS = ("band_segments", "clicks", "tone", "timbre")
@@ -125,7 +127,7 @@ AE_VARIANTS = {  # run in this order by default (the slowest last)
     "attributes/decoder": {"condition_on": "decoder"},
     "attributes/both, 100 epochs": {"epochs": 100},
 }
-STATS = (["mean"], ["max"], ["mean", "max"], ["mean", "max", "std"])
+RS = DEFAULT_R_GRID  # GWRP r of each mel bin's errors over time (0 = max, 1 = mean)
 KS = (1, 2, 4)
 
 
@@ -143,6 +145,7 @@ def main() -> None:
     kinds = [ANOMALY_KINDS[i % len(ANOMALY_KINDS)] for i in rng.permutation(len(records))]
     anomalous = [simulate_anomaly(w, k, rng) for w, k in zip(waves, kinds)]
     base = load_config(profile="full", overrides={"progress": False, "detector": {"family": "conditional_ae"}})
+    base.detector.conditional_ae.time_pooling.r = 0.0  # the fits' own r does not matter: every r is scored below
     extractor = LogMelExtractor(base.features)
     normal_mels = extractor.batch(waves)
     anomaly_mels = extractor.batch(anomalous)
@@ -169,13 +172,13 @@ def main() -> None:
             held = [i for i in range(len(records)) if fold_of[i] == fold]
             probes = [(records[i].domain, 0, errors(normal_mels[i], records[i])) for i in held]
             probes += [(records[i].domain, 1, errors(anomaly_mels[i], records[i])) for i in held]
-            for stats, log, k in itertools.product(STATS, (True, False), KS):
-                raw_bank = np.stack([summarise_errors(e, stats, log) for _, e in bank])
+            for r, log, k in itertools.product(RS, (True, False), KS):
+                raw_bank = np.stack([error_embedding(e, r, log) for _, e in bank])
                 mean, std = raw_bank.mean(0), raw_bank.std(0) + 1e-6
                 banks = {d: (raw_bank[[b[0] == d for b in bank]] - mean) / std for d in ("source", "target")}
                 knn = DomainKNN(banks, k)
-                emb = (np.stack([summarise_errors(e, stats, log) for _, _, e in probes]) - mean) / std
-                entry = pooled.setdefault((tuple(stats), log, k), [[], [], []])
+                emb = (np.stack([error_embedding(e, r, log) for _, _, e in probes]) - mean) / std
+                entry = pooled.setdefault((r, log, k), [[], [], []])
                 entry[0] += [p[1] for p in probes]
                 entry[1] += [p[0] for p in probes]
                 entry[2] += list(knn.score(emb))
@@ -186,9 +189,9 @@ def main() -> None:
         for key, (labels, domains, scores) in pooled.items():
             row = {"ae_variant": name}
             if len(key) == 3:
-                row.update(error_stats="+".join(key[0]), log=key[1], k=key[2])
+                row.update(pooling=describe_r(key[0]), log=key[1], k=key[2])
             else:
-                row.update(error_stats=key[0], log="", k="")
+                row.update(pooling=key[0], log="", k="")
             row.update(official(labels, domains, scores))
             rows.append(row)
         print(f"  {name}: done ({time.perf_counter() - started:.0f} s)", flush=True)
@@ -200,7 +203,7 @@ def main() -> None:
              "rows": rows, "seconds": time.perf_counter() - started},
         )
 
-    columns = ["ae_variant", "error_stats", "log", "k", "auc_source", "auc_target", "pauc", "official"]
+    columns = ["ae_variant", "pooling", "log", "k", "auc_source", "auc_target", "pauc", "official"]
     print_table(rows[:25], columns)
     print(f"wrote {path}")
 

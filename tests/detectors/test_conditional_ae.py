@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from asdflow.data.audio import load_audio
 from asdflow.data.manifest import Manifest
@@ -8,8 +9,10 @@ from asdflow.detectors import load_detector, make_detector
 from asdflow.detectors.conditional_ae.conditioning import ConditionSpace
 from asdflow.detectors.conditional_ae.detector import ConditionalAEDetector
 from asdflow.detectors.conditional_ae.knn import DomainKNN
+from asdflow.detectors.threshold import gamma_threshold
 from asdflow.errors import DetectorError
 from asdflow.evaluation.metrics import evaluate_scores, ground_truth_from_manifest
+from asdflow.features.logmel import stack_frames
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +168,108 @@ def test_registry_pyfunc_hands_each_clip_its_record(trained, fan):
     assert out["score"].tolist() == pytest.approx([detector.score_waveform(w, r) for w, r in zip(waves, records)])
     bare = predict_frame(detector, frame[["waveform"]])  # no record: the documented minimum over conditions
     assert bare["score"].tolist() == pytest.approx(detector.score_waveforms(waves).tolist())
+
+
+# -- time pooling: GWRP r over each mel bin's errors ----------------------------------------------
+
+
+def _with(config, **pooling):
+    cfg = config.model_copy(deep=True)
+    for name, value in pooling.items():
+        setattr(cfg.detector.conditional_ae.time_pooling, name, value)
+    return cfg
+
+
+def _per_bin_errors_by_hand(detector, records):
+    """Each training clip's (n_vectors, n_mels) squared errors, straight from the network."""
+    f = detector.features
+    logmels = detector.extractor.batch([load_audio(r.path, f.sample_rate) for r in records])
+    out = []
+    for record, logmel in zip(records, logmels):
+        vectors = stack_frames(logmel, f.n_frames)
+        (key,) = detector.space.candidates(record, logmel.mean(axis=1))  # a training clip: its own condition
+        x = torch.from_numpy((vectors - detector.feature_mean) / detector.feature_std)
+        c = torch.from_numpy(np.tile(detector.space.vector(key), (len(vectors), 1)))
+        with torch.no_grad():
+            squared = (detector.model(x, c) - x).square().double().numpy()
+        out.append(squared.reshape(len(vectors), f.n_frames, f.n_mels).mean(axis=1))
+    return out
+
+
+def test_fixed_r_0_is_the_max_and_r_1_the_mean_of_each_mel_bins_errors(fan, config):
+    train, test = fan.select(split="train"), fan.select(split="test")
+    fitted = {}
+    for r, reduce in ((0.0, np.max), (1.0, np.mean)):
+        detector = make_detector(_with(config, r=r).detector, config.features, seed=0)
+        info = detector.fit(train, progress=False)
+        assert detector.time_r == r
+        assert info["time_pooling"]["chosen"] == f"r={r:g}" and info["time_pooling"]["table"] == []
+        errors = _per_bin_errors_by_hand(detector, train.records)
+        raw = np.stack([reduce(e, axis=0) for e in errors])  # over time, per mel bin
+        assert detector.embedding_mean == pytest.approx(raw.mean(axis=0), rel=1e-5)
+        standardised = (raw - detector.embedding_mean) / detector.embedding_std
+        source = [i for i, rec in enumerate(train.records) if rec.domain == "source"]
+        assert detector.knn.banks["source"] == pytest.approx(standardised[source], rel=1e-4, abs=1e-6)
+        # one clip's embedding, through the detector's own path
+        logmel = detector.extractor.batch([load_audio(train.records[0].path, config.features.sample_rate)])[0]
+        vectors = stack_frames(logmel, config.features.n_frames)
+        condition = detector.space.vector(detector.space.candidates(train.records[0], logmel.mean(axis=1))[0])
+        assert detector._embedding(vectors, condition) == pytest.approx(reduce(errors[0], axis=0), rel=1e-5)
+        fitted[r] = detector
+    max_scores, mean_scores = (fitted[r].score(test, progress=False) for r in (0.0, 1.0))
+    assert max(abs(max_scores[n] - mean_scores[n]) for n in max_scores) > 1e-3
+    # r only changes the pooling: the r=0 detector's candidate scores under r=1 are the r=1 detector's
+    # scores, and the r=1 threshold comes from the r=1 embeddings
+    waves = [load_audio(r.path, config.features.sample_rate) for r in test.records]
+    under = fitted[0.0].candidate_scores(waves, test.records, [0.0, 1.0])
+    assert under[1.0] == pytest.approx([mean_scores[r.name] for r in test.records], abs=1e-9)
+    assert under[0.0] == pytest.approx([max_scores[r.name] for r in test.records], abs=1e-9)
+    loo = fitted[0.0]._fit_bank(fitted[0.0]._train_raw[1.0])[3]
+    assert fitted[1.0].threshold == pytest.approx(gamma_threshold(loo, config.detector.threshold_quantile))
+    assert fitted[1.0].threshold != pytest.approx(fitted[0.0].threshold)
+
+
+def test_auto_time_pooling_is_chosen_recorded_used_and_saved(fan, config, tmp_path):
+    cfg = config.model_copy(deep=True)
+    cfg.detector.conditional_ae.require_both_domains = False
+    assert cfg.detector.conditional_ae.time_pooling.r == "auto"  # the default
+    grid = cfg.detector.conditional_ae.time_pooling.r_grid
+    train = fan.select(split="train").select(domain="source")
+    assert len(train.records) >= cfg.detector.conditional_ae.time_pooling.selection.min_clips
+    detector = make_detector(cfg.detector, cfg.features, seed=0)
+    pooling = detector.fit(train, progress=False)["time_pooling"]
+    assert pooling["strategy"] == "proxy" and pooling["reason"]
+    assert sorted(row["candidate"] for row in pooling["table"]) == sorted(f"r={r:g}" for r in grid)
+    assert pooling["chosen"] == f"r={detector.time_r:g}" and detector.time_r in grid
+    own = detector._fit_bank(detector._train_raw[detector.time_r])[3]
+    assert detector.threshold == pytest.approx(gamma_threshold(own, cfg.detector.threshold_quantile))
+
+    test = fan.select(split="test")
+    waves = [load_audio(r.path, cfg.features.sample_rate) for r in test.records]
+    scores = detector.score(test, progress=False)
+    candidates = detector.candidate_scores(waves, test.records, [detector.time_r])
+    assert candidates[detector.time_r] == pytest.approx([scores[r.name] for r in test.records], abs=1e-9)
+
+    loaded = load_detector(detector.save(tmp_path / "auto"))
+    assert loaded.time_r == detector.time_r and loaded.threshold == detector.threshold
+    assert loaded.score(test, progress=False) == pytest.approx(scores, abs=1e-9)
+    assert loaded.candidate_scores(waves, test.records, [loaded.time_r])[loaded.time_r] == pytest.approx(
+        candidates[detector.time_r], abs=1e-9
+    )
+    other = next(r for r in grid if r != loaded.time_r)
+    with pytest.raises(DetectorError, match="not saved"):  # the other r's training embeddings stay in memory
+        loaded.candidate_scores(waves, test.records, [other])
+
+
+def test_auto_time_pooling_falls_back_to_the_fixed_default_and_says_why(trained, fan, config):
+    # the fan's 2 target clips: a held-out fold would leave 1, too few for the target kNN bank
+    pooling = trained[0].fit_info["time_pooling"]
+    assert trained[0].time_r == 0.0 and pooling["chosen"] == "r=0" and pooling["table"] == []
+    assert "2 target-domain" in pooling["reason"] and "fixed default" in pooling["reason"]
+    # fewer clips than selection.min_clips
+    cfg = config.model_copy(deep=True)
+    cfg.detector.conditional_ae.require_both_domains = False
+    few = Manifest(root=fan.root, records=fan.select(split="train").select(domain="source").records[:4])
+    detector = make_detector(cfg.detector, cfg.features, seed=0)
+    pooling = detector.fit(few, progress=False)["time_pooling"]
+    assert detector.time_r == 0.0 and pooling["table"] == [] and "min_clips" in pooling["reason"]

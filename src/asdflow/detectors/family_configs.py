@@ -93,12 +93,14 @@ class ConditionalAEConfig(StrictModel):
     # condition: "auto" = attribute one-hots where every training clip has attributes, else pseudo-labels
     conditioning: typing.Literal["auto", "attributes", "pseudo", "domain"] = "auto"
     n_clusters: int = 4  # k of the k-means pseudo-labels on clip-level log-mel means (clipped to the clip count)
-    # clip embedding in reconstruction-error space: statistics over time of per-mel-bin squared errors.
-    # Chosen on held-out train rows with simulated anomalies (official 0.78 for "max", no log, k 2; 0.76
-    # with log; 0.75 for mean+max; 0.75 for mean; 0.69 for the plain mean error without kNN): the
-    # per-bin maximum over time catches short events, as a valve's open/close transients are.
-    error_stats: list[typing.Literal["mean", "max", "std"]] = ["max"]
-    log_errors: bool = False  # log of the statistics first (lost on the held-out train rows)
+    # clip embedding in reconstruction-error space: each mel bin's squared errors pooled over time with
+    # GWRP r (0 = max, 1 = mean), by default chosen per machine type from normal clips alone. The fixed
+    # fallback r 0 is the former "max" statistic, chosen on held-out valve train rows with simulated
+    # anomalies (official 0.78 for max, no log, k 2; 0.76 with log; 0.75 for mean+max; 0.75 for mean;
+    # 0.69 for the plain mean error without kNN): the per-bin maximum catches short events, as a valve's
+    # open/close transients are.
+    time_pooling: TimePoolingConfig = Field(default_factory=lambda: TimePoolingConfig(default_r=0.0))
+    log_errors: bool = False  # log of the pooled errors first (lost on the held-out train rows)
     n_neighbors: int = 2  # k of the kNN distance (per domain at most that domain's clip count - 1)
     require_both_domains: bool = True  # a training set without target (or source) clips is an error
     num_threads: int | None = 1  # torch threads while training/scoring (None: torch's default)

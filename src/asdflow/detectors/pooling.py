@@ -61,17 +61,20 @@ def gwrp(values: np.ndarray, r: float, axis: int = -1) -> np.ndarray:
 
 def gwrp_many(values: np.ndarray, rs: list[float] | tuple[float, ...], axis: int = -1) -> dict[float, np.ndarray]:
     """GWRP for several r at once, sorting once: r -> pooled."""
-    moved = np.moveaxis(np.asarray(values, dtype=np.float64), axis, -1)
+    values = np.asarray(values)
+    if values.dtype not in (np.float32, np.float64):
+        values = values.astype(np.float64)
+    moved = np.moveaxis(values, axis, -1)  # sorted in its own precision (float32 log-mels sort ~2x faster)
     out: dict[float, np.ndarray] = {}
     ordered = None
     for r in map(float, rs):
         if r == 0.0:  # max and mean need no sort
-            out[r] = moved.max(axis=-1)
+            out[r] = moved.max(axis=-1).astype(np.float64)
         elif r == 1.0:
-            out[r] = moved.mean(axis=-1)
+            out[r] = moved.mean(axis=-1, dtype=np.float64)
         else:
             if ordered is None:
-                ordered = -np.sort(-moved, axis=-1)
+                ordered = np.flip(np.sort(moved, axis=-1), axis=-1)
             out[r] = ordered @ gwrp_weights(ordered.shape[-1], r)
     return out
 

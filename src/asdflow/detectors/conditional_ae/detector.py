@@ -6,10 +6,17 @@ Training, on one machine type's normal training clips:
 2. a dense autoencoder on stacked log-mel frames (the baseline's input) that gets the
    condition at its bottleneck (and input), trained with MSE (`torch_model.py`);
 3. each training clip's embedding in reconstruction-error space: per-mel-bin squared errors
-   (averaged over the stacked frames), summarised over time by `error_stats` (mean: steady
-   changes; max: short events such as a valve's open/close clicks), logged and standardised;
+   (averaged over the stacked frames), pooled over time per mel bin with GWRP r
+   (`asdflow.detectors.pooling`: r 0 = max, for short events such as a valve's open/close
+   clicks; r 1 = mean, for steady changes), optionally logged, then standardised. r is
+   `time_pooling.r`, or with "auto" chosen per machine type from normal clips alone
+   (`frame_pooling.resolve_time_pooling`), before training;
 4. per domain, a bank of these embeddings, scored by kNN with per-domain normalisation
    (`knn.py`); the threshold is a gamma quantile of the training clips' leave-one-out scores.
+
+`candidate_scores` (the selection's hook) scores clips under several r from one network pass:
+the fitted detector keeps, in memory only, its training clips' embeddings under every r of
+`time_pooling.r_grid` and builds that r's standardisation and kNN banks when first asked.
 
 Scoring: the clip's condition comes from its record (domain + attributes). Where that is not
 possible (serving without a file name: `record=None`, an unknown domain, or attribute values
@@ -21,6 +28,7 @@ reading, as the min over domains already is.
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any, ClassVar
@@ -35,6 +43,8 @@ from asdflow.detectors.base import training_records
 from asdflow.detectors.conditional_ae.conditioning import DOMAINS, ConditionSpace, choose_mode
 from asdflow.detectors.conditional_ae.knn import DomainKNN
 from asdflow.detectors.conditional_ae.torch_model import ConditionalAutoencoder
+from asdflow.detectors.frame_pooling import fixed_choice, resolve_time_pooling
+from asdflow.detectors.pooling import gwrp_many
 from asdflow.detectors.threshold import gamma_threshold
 from asdflow.errors import AsdflowError, DetectorError
 from asdflow.features.logmel import LogMelExtractor, stack_frames
@@ -42,15 +52,23 @@ from asdflow.progress import progress_bar
 from asdflow.torch_threads import torch_threads
 
 LOAD_CHUNK = 32  # clips loaded and featurised together
-LOG_FLOOR = 1e-8  # inside the log of the error statistics
+LOG_FLOOR = 1e-8  # inside the log of the pooled errors
 CONDITIONS_FILE = "conditions.json"
 
+# a fitted r's standardisation and kNN: (embedding mean, embedding std, per-domain banks)
+Bank = tuple[np.ndarray, np.ndarray, DomainKNN]
 
-def summarise_errors(per_bin: np.ndarray, stats: list[str], log: bool) -> np.ndarray:
-    """(n_vectors, n_mels) errors -> the clip's embedding: each statistic over time, per mel bin."""
-    reducers = {"mean": np.mean, "max": np.max, "std": np.std}
-    embedding = np.concatenate([reducers[s](per_bin, axis=0) for s in stats])
-    return np.log(embedding + LOG_FLOOR) if log else embedding
+
+def error_embeddings(per_bin: np.ndarray, rs: list[float], log: bool) -> dict[float, np.ndarray]:
+    """(n_vectors, n_mels) errors -> r -> the clip's raw embedding: each mel bin's errors pooled
+    over time with GWRP r (0 = max, 1 = mean), sorted once for every r."""
+    pooled = gwrp_many(per_bin, rs, axis=0)
+    return {r: np.log(e + LOG_FLOOR) if log else e for r, e in pooled.items()}
+
+
+def error_embedding(per_bin: np.ndarray, r: float, log: bool) -> np.ndarray:
+    """(n_vectors, n_mels) errors -> the clip's raw embedding under GWRP r."""
+    return error_embeddings(per_bin, [r], log)[float(r)]
 
 
 class ConditionalAEDetector(Detector):
@@ -69,6 +87,11 @@ class ConditionalAEDetector(Detector):
         self.feature_std = np.ones(self.input_dim, dtype=np.float32)
         self.embedding_mean: np.ndarray | None = None
         self.embedding_std: np.ndarray | None = None
+        # in memory only (not saved): the training clips' raw embeddings under every r of the grid
+        # and their domains, and the banks built from them, for `candidate_scores`
+        self._train_raw: dict[float, np.ndarray] = {}
+        self._train_domains: list[str] = []
+        self._banks: dict[float, Bank] = {}
 
     @property
     def extractor(self) -> LogMelExtractor:
@@ -136,12 +159,32 @@ class ConditionalAEDetector(Detector):
                 )
         return counts
 
+    def _resolve_time_pooling(
+        self, records: list[ClipRecord], root: str, counts: dict[str, int]
+    ) -> tuple[float, dict[str, Any]]:
+        """(r, selection record): the shared selection, unless one of its folds would leave a domain
+        too few clips for this family's kNN banks (then the fixed default, said in the record)."""
+        pooling = self.params.time_pooling
+        s = pooling.selection
+        if pooling.r == "auto" and s.strategy == "proxy" and len(records) >= s.min_clips:
+            n_folds = max(2, min(s.n_folds, len(records)))  # as selection.fold_splits
+            short = [f"{n} {d}" for d, n in counts.items() if n and n - math.ceil(n / n_folds) < 2]
+            if short:
+                return fixed_choice(
+                    pooling.default_r,
+                    f"{' and '.join(short)}-domain training clips: a held-out fold of {n_folds} would leave "
+                    "fewer than 2 for the kNN bank: the fixed default",
+                    "proxy",
+                )
+        return resolve_time_pooling(self, records, root)
+
     def _fit(self, manifest: Manifest, progress: bool) -> dict[str, Any]:
         started = time.perf_counter()
         p = self.params
         records = training_records(manifest)
         self.machine_type = records[0].machine_type
         counts = self._check_training_set(records)
+        self.time_r, pooling = self._resolve_time_pooling(records, manifest.root, counts)
         rng = np.random.default_rng(self.seed)
 
         logmels = self._load_logmels(records, progress, "features")
@@ -164,17 +207,15 @@ class ConditionalAEDetector(Detector):
             progress,
         )
 
-        raw = np.stack([self._embedding(v, conditions[i]) for i, v in enumerate(stacked)])
-        self.embedding_mean = raw.mean(axis=0)
-        self.embedding_std = raw.std(axis=0) + 1e-6
-        embeddings = (raw - self.embedding_mean) / self.embedding_std
-        domains = [r.domain or "source" for r in records]
-        rows = {d: [i for i, x in enumerate(domains) if x == d] for d in DOMAINS if counts[d]}
-        self.knn = DomainKNN({d: embeddings[idx] for d, idx in rows.items()}, p.n_neighbors)
-        # each training clip scored without itself in its own bank: honest scores for the threshold
-        position = {i: j for idx in rows.values() for j, i in enumerate(idx)}
-        exclude = {d: [position[i] if domains[i] == d else None for i in range(len(records))] for d in rows}
-        train_scores = self.knn.score(embeddings, exclude)
+        # every training clip's embedding under the chosen r and every r of the grid (one network pass)
+        rs = list(dict.fromkeys([self.time_r, *map(float, p.time_pooling.r_grid)]))
+        per_clip = [
+            error_embeddings(self.per_bin_errors(v, conditions[i]), rs, p.log_errors) for i, v in enumerate(stacked)
+        ]
+        self._train_raw = {r: np.stack([e[r] for e in per_clip]) for r in rs}
+        self._train_domains = [r.domain or "source" for r in records]
+        self._banks = {}
+        self.embedding_mean, self.embedding_std, self.knn, train_scores = self._fit_bank(self._train_raw[self.time_r])
         self.threshold = gamma_threshold(train_scores, self.config.threshold_quantile)  # z-scores: may be < 0
         self.fit_info = {
             "machine_type": self.machine_type,
@@ -187,9 +228,24 @@ class ConditionalAEDetector(Detector):
             "n_parameters": self.n_parameters(),
             "final_train_loss": losses[-1] if losses else None,
             "threshold": self.threshold,
+            "time_pooling": pooling,
             "seconds": time.perf_counter() - started,
         }
         return self.fit_info
+
+    def _fit_bank(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray, DomainKNN, np.ndarray]:
+        """The training clips' raw embeddings under one r -> (mean, std, per-domain kNN banks of the
+        standardised embeddings, each training clip's leave-one-out score)."""
+        domains = self._train_domains
+        mean = raw.mean(axis=0)
+        std = raw.std(axis=0) + 1e-6
+        embeddings = (raw - mean) / std
+        rows = {d: [i for i, x in enumerate(domains) if x == d] for d in DOMAINS if d in domains}
+        knn = DomainKNN({d: embeddings[idx] for d, idx in rows.items()}, self.params.n_neighbors)
+        # each training clip scored without itself in its own bank: honest scores for the threshold
+        position = {i: j for idx in rows.values() for j, i in enumerate(idx)}
+        exclude = {d: [position[i] if domains[i] == d else None for i in range(len(domains))] for d in rows}
+        return mean, std, knn, knn.score(embeddings, exclude)
 
     def _subsample(self, vectors: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         limit = self.params.max_frames_per_clip
@@ -235,22 +291,67 @@ class ConditionalAEDetector(Detector):
         return squared.reshape(len(vectors), self.features.n_frames, self.features.n_mels).mean(axis=1)
 
     def _embedding(self, vectors: np.ndarray, condition: np.ndarray) -> np.ndarray:
-        """One clip's stacked vectors under one condition -> its raw (unstandardised) error embedding."""
-        return summarise_errors(self.per_bin_errors(vectors, condition), self.params.error_stats, self.params.log_errors)
+        """One clip's stacked vectors under one condition -> its raw (unstandardised) error embedding
+        under the detector's r."""
+        return error_embedding(self.per_bin_errors(vectors, condition), self.time_r, self.params.log_errors)
 
     # -- scoring ------------------------------------------------------------
     def _require_fitted(self) -> None:
         if self.model is None or self.space is None or self.knn is None:
             raise DetectorError("conditional_ae detector is not fitted: fit or load it first")
 
-    def _score_logmel(self, logmel: np.ndarray, record: ClipRecord | None) -> float:
+    def _bank(self, r: float) -> Bank:
+        """The standardisation and kNN banks of the training embeddings under r."""
+        assert self.knn is not None and self.embedding_mean is not None and self.embedding_std is not None
+        if r == self.time_r:
+            return self.embedding_mean, self.embedding_std, self.knn
+        if r not in self._banks:
+            if r not in self._train_raw:
+                raise DetectorError(
+                    f"conditional_ae scores under r={r:g} only when fitted in this process with r in "
+                    "time_pooling.r_grid (the training embeddings under other r are not saved); "
+                    f"its r is {self.time_r:g}"
+                )
+            self._banks[r] = self._fit_bank(self._train_raw[r])[:3]
+        return self._banks[r]
+
+    def _candidate_errors(self, logmel: np.ndarray, record: ClipRecord | None) -> list[np.ndarray]:
+        """One clip's per-bin errors under each condition it may be scored under (one network pass each)."""
+        assert self.space is not None
         vectors = stack_frames(logmel, self.features.n_frames)
-        assert self.space is not None and self.knn is not None
-        scores = []
-        for key in self.space.candidates(record, logmel.mean(axis=1)):
-            embedding = (self._embedding(vectors, self.space.vector(key)) - self.embedding_mean) / self.embedding_std
-            scores.append(float(self.knn.score(embedding[None, :])[0]))
-        return min(scores)
+        keys = self.space.candidates(record, logmel.mean(axis=1))
+        return [self.per_bin_errors(vectors, self.space.vector(k)) for k in keys]
+
+    def _scores_under(
+        self, logmels: list[np.ndarray], records: list[ClipRecord | None], rs: list[float]
+    ) -> dict[float, np.ndarray]:
+        """r -> clip scores: per condition, the kNN score of the clip's embedding under r; per clip the
+        smallest over its conditions."""
+        rs = list(dict.fromkeys(map(float, rs)))
+        if not logmels:
+            return {r: np.zeros(0) for r in rs}
+        errors = [self._candidate_errors(m, record) for m, record in zip(logmels, records)]
+        embedded = [error_embeddings(e, rs, self.params.log_errors) for clip in errors for e in clip]
+        ends = np.cumsum([len(clip) for clip in errors])[:-1]
+        out: dict[float, np.ndarray] = {}
+        for r in rs:
+            mean, std, knn = self._bank(r)
+            scores = knn.score((np.stack([e[r] for e in embedded]) - mean) / std)
+            out[r] = np.asarray([s.min() for s in np.split(scores, ends)], dtype=np.float64)
+        return out
+
+    def _score_logmel(self, logmel: np.ndarray, record: ClipRecord | None) -> float:
+        return float(self._scores_under([logmel], [record], [self.time_r])[self.time_r][0])
+
+    def candidate_scores(
+        self, waveforms: list[np.ndarray], records: list[ClipRecord | None], rs: list[float]
+    ) -> dict[float, np.ndarray]:
+        """r -> the clips' scores under each time pooling r, each clip scored with its record."""
+        self._require_fitted()
+        names = [r.name if r is not None else f"waveform {i}" for i, r in enumerate(records)]
+        with torch_threads(self.params.num_threads):
+            logmels = self._logmels([np.asarray(w, dtype=np.float32) for w in waveforms], names)
+            return self._scores_under(logmels, records, rs)
 
     def score_waveform(self, waveform: np.ndarray, record: ClipRecord | None = None) -> float:
         self._require_fitted()
