@@ -154,3 +154,18 @@ def test_out_of_range_settings_are_named(tiny_config):
     cfg = _config(tiny_config, anomaly_probability=1.5, coverage_range=(0.5, 0.1))
     with pytest.raises(DetectorError, match="anomaly_probability must be in .*coverage_range must satisfy"):
         make_detector(cfg.detector, cfg.features)
+
+
+def test_map_frames_are_pooled_over_time_with_the_chosen_r(trained, fan, tmp_path):
+    detector, _ = trained
+    choice = detector.fit_info["time_pooling"]
+    assert choice["strategy"] == "proxy" and choice["table"] and choice["chosen"] == f"r={detector.time_r:g}"
+    test = fan.select(split="test").records[:6]
+    waves = [load_audio(r.path, 16000) for r in test]
+    per_r = detector.candidate_scores(waves, test, [0.0, 1.0, detector.time_r])
+    assert np.allclose(per_r[detector.time_r], detector.score_waveforms(waves))
+    maps = detector.anomaly_maps(detector._checked(detector.extractor.batch(waves)))  # by hand
+    assert np.allclose(per_r[1.0], [m.mean() for m in maps])  # r 1: the map's mean, as before
+    assert np.allclose(per_r[0.0], [m.mean(axis=0).max() for m in maps])
+    loaded = load_detector(detector.save(tmp_path / "again"))
+    assert loaded.time_r == detector.time_r and np.allclose(loaded.score_waveforms(waves), detector.score_waveforms(waves))

@@ -105,3 +105,18 @@ def test_bad_input_names_the_cause(fan, tiny_config, tmp_path):
         trained.score_waveform(bad)
     with pytest.raises(DetectorError, match="cannot load discriminator weights"):
         trained._load_weights(tmp_path)
+
+
+def test_patch_scores_are_pooled_over_time_with_the_chosen_r(trained, fan, tmp_path):
+    detector, _ = trained
+    choice = detector.fit_info["time_pooling"]
+    assert choice["strategy"] == "proxy" and choice["table"] and choice["chosen"] == f"r={detector.time_r:g}"
+    test = fan.select(split="test").records[:6]
+    waves = [load_audio(r.path, 16000) for r in test]
+    per_r = detector.candidate_scores(waves, test, [0.0, 1.0, detector.time_r])
+    assert np.allclose(per_r[detector.time_r], detector.score_waveforms(waves))
+    patches = [detector._patches(im) for im in detector._images(waves)]
+    logits = [detector._logits(detector._pooled(p)) for p in patches]  # the patch scores by hand
+    assert np.allclose(per_r[0.0], [v.max() for v in logits]) and np.allclose(per_r[1.0], [v.mean() for v in logits])
+    loaded = load_detector(detector.save(tmp_path / "again"))
+    assert loaded.time_r == detector.time_r and np.allclose(loaded.score_waveforms(waves), detector.score_waveforms(waves))

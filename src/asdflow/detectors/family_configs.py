@@ -66,10 +66,11 @@ class DiscriminatorConfig(StrictModel):
     batch_size: int = Field(128, ge=2)
     learning_rate: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
-    score: typing.Literal["logit", "probability"] = "logit"  # per patch, averaged over the clip's patches
+    score: typing.Literal["logit", "probability"] = "logit"  # per patch, pooled over the clip's patches (time_pooling)
     validation_fraction: float = Field(0.0, ge=0, lt=1)  # held-out normal clips: AUC vs their simulated anomalies
     min_train_clips: int = Field(4, ge=2)
     num_threads: int | None = 1  # torch threads while training/scoring (None: torch's default)
+    time_pooling: TimePoolingConfig = Field(default_factory=TimePoolingConfig)  # of the patch scores (GWRP r)
 
 
 class ConditionalAEConfig(StrictModel):
@@ -138,11 +139,13 @@ class AudDSRConfig(StrictModel):
     coverage_range: tuple[float, float] = (0.05, 0.4)  # mask coverage drawn uniformly in this range
     strength_range: tuple[float, float] = (0.2, 1.0)  # codebook-sampling strength drawn uniformly in this range
     focal_gamma: float = 2.0
-    # clip score from the anomaly map: its mean (the issue's), or the mean of its top_k_percent cells
+    # clip score from the anomaly map: "mean" = each frame's mean over mel, pooled over time with GWRP
+    # (time_pooling; r 1 = the map's mean), or the mean of its top_k_percent cells (no time pooling)
     score: typing.Literal["mean", "top_k_mean"] = "mean"
     top_k_percent: float = 10.0
     min_train_clips: int = 2
     num_threads: int | None = 1  # torch threads while training/scoring (None: torch's default)
+    time_pooling: TimePoolingConfig = Field(default_factory=TimePoolingConfig)  # of the map's frames (GWRP r)
 
 
 class TWFRConfig(StrictModel):

@@ -27,6 +27,8 @@ import torch
 from asdflow.data.manifest import ClipRecord, Manifest
 from asdflow.detectors.base import Detector
 from asdflow.detectors.base import training_records
+from asdflow.detectors.frame_pooling import resolve_time_pooling
+from asdflow.detectors.pooling import gwrp
 from asdflow.detectors.auddsr.torch_model import MAP_FACTOR, AnomalyUNet, ObjectSpecificDecoder, focal_loss
 from asdflow.detectors.threshold import gamma_threshold
 from asdflow.errors import DetectorError
@@ -138,8 +140,11 @@ class AudDSRDetector(Detector):
                 f"{self.machine_type}: auddsr needs at least {self.params.min_train_clips} normal training clips, "
                 f"got {len(records)}"
             )
+        self.time_r, pooling = resolve_time_pooling(self, records, manifest.root)
         specs = self._load_specs(records, progress, "features")
-        return self.fit_spectrograms(specs, progress, n_clips=len(records), started=started, records=records)
+        info = self.fit_spectrograms(specs, progress, n_clips=len(records), started=started, records=records)
+        info["time_pooling"] = pooling
+        return info
 
     def fit_spectrograms(
         self,
@@ -152,6 +157,9 @@ class AudDSRDetector(Detector):
         """Train every stage on normal log-mels (n_mels, frames) in dB; set the threshold; return fit_info."""
         started = started if started is not None else time.perf_counter()
         p = self.params
+        if records is None:  # log-mels alone (benchmarks): no clips to select on, a fixed r
+            r = p.time_pooling.r
+            self.time_r = float(p.time_pooling.default_r if r == "auto" else r)
         if len(specs) < p.min_train_clips:
             raise DetectorError(f"auddsr needs at least {p.min_train_clips} normal training clips, got {len(specs)}")
         for i, spec in enumerate(specs):
@@ -252,10 +260,11 @@ class AudDSRDetector(Detector):
                 i = j
         return maps
 
-    def _clip_score(self, anomaly_map: np.ndarray, kind: str | None = None, top_k_percent: float | None = None) -> float:
+    def _clip_score(self, anomaly_map: np.ndarray, kind: str | None = None, top_k_percent: float | None = None,
+                    r: float | None = None) -> float:
         kind = kind or self.params.score
-        if kind == "mean":
-            return float(anomaly_map.mean())
+        if kind == "mean":  # each frame's mean over the mel rows, pooled over time with GWRP (r 1: the map's mean)
+            return float(gwrp(anomaly_map.mean(axis=0), self.time_r if r is None else r))
         percent = top_k_percent if top_k_percent is not None else self.params.top_k_percent
         k = max(1, int(round(anomaly_map.size * percent / 100)))
         return float(np.partition(anomaly_map.ravel(), -k)[-k:].mean())
@@ -269,6 +278,10 @@ class AudDSRDetector(Detector):
 
     def _scores_of_prepared(self, specs: list[np.ndarray]) -> np.ndarray:
         return np.asarray([self._clip_score(m) for m in self.anomaly_maps(specs)], dtype=np.float64)
+
+    def candidate_scores(self, waveforms, records, rs) -> dict[float, np.ndarray]:
+        maps = self.anomaly_maps(self._checked(self.extractor.batch(list(waveforms))))
+        return {float(r): np.asarray([self._clip_score(m, r=r) for m in maps], dtype=np.float64) for r in rs}
 
     def score_spectrograms(self, specs: list[np.ndarray]) -> np.ndarray:
         """Clip scores of log-mels (n_mels, frames) in dB, as the extractor gives them."""

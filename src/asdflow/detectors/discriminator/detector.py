@@ -43,6 +43,8 @@ from torch.nn import functional as F
 from asdflow.data.manifest import ClipRecord, Manifest
 from asdflow.detectors.base import Detector
 from asdflow.detectors.base import training_records
+from asdflow.detectors.frame_pooling import resolve_time_pooling
+from asdflow.detectors.pooling import pool_segments
 from asdflow.detectors.discriminator.torch_model import PatchClassifier, pooled_features
 from asdflow.detectors.threshold import gamma_threshold
 from asdflow.errors import AsdflowError, DetectorError
@@ -134,6 +136,7 @@ class DiscriminatorDetector(Detector):
         p = self.params
         records = self._training_records(manifest)
         self.machine_type = records[0].machine_type
+        self.time_r, pooling = resolve_time_pooling(self, records, manifest.root)
         rng = np.random.default_rng(self.seed)
         images = self._load_images(records, progress)
 
@@ -186,6 +189,7 @@ class DiscriminatorDetector(Detector):
             "final_classifier_loss": history[-1],
             "latent_spread": self.latent_spread,
             "threshold": self.threshold,
+            "time_pooling": pooling,
             "n_parameters": self.n_parameters(),
         }
         if n_val:
@@ -234,17 +238,24 @@ class DiscriminatorDetector(Detector):
         if self.classifier is None or self.feature_mean is None:
             raise DetectorError("discriminator detector is not fitted: fit or load it first")
 
-    def _clip_scores(self, clip_patches: list[np.ndarray]) -> np.ndarray:
+    def _clip_scores(self, clip_patches: list[np.ndarray], rs: list[float] | None = None):
+        """Each clip's patch scores (in time order) pooled with GWRP at the detector's r; with `rs`,
+        r -> clip scores for every r asked (one forward pass)."""
         self._require_fitted()
         counts = [len(c) for c in clip_patches]
         logits = self._logits(self._pooled(np.concatenate(clip_patches)))
         if self.params.score == "probability":
             logits = 1.0 / (1.0 + np.exp(-logits))
-        starts = np.cumsum([0] + counts[:-1])
-        return np.add.reduceat(logits, starts) / np.asarray(counts, dtype=np.float64)
+        pooled = pool_segments(logits, counts, list(rs or [self.time_r]))
+        return pooled if rs else pooled[self.time_r]
+
+    def candidate_scores(self, waveforms, records, rs) -> dict[float, np.ndarray]:
+        self._require_fitted()
+        with torch_threads(self.params.num_threads):
+            return self._clip_scores([self._patches(im) for im in self._images(list(waveforms))], list(rs))
 
     def score_waveform(self, waveform: np.ndarray, record: ClipRecord | None = None) -> float:
-        """Mean anomaly logit over the clip's patches; no domain is used, so `record` may be None."""
+        """The clip's patch logits pooled over time (GWRP r); no domain is used, so `record` may be None."""
         return float(self.score_waveforms([waveform])[0])
 
     def score_waveforms(self, waveforms: list[np.ndarray]) -> np.ndarray:
