@@ -50,7 +50,8 @@ def settings(tmp_path_factory, tiny_dataset) -> Settings:
     shutil.copytree(tiny_dataset, root / "project" / "data")
     store = root / "mlruns"
     overrides = {"progress": False, "tracking": {"tracking_uri": f"sqlite:///{store / 'mlflow.db'}",
-                                                 "artifact_location": str(store / "artifacts")}}
+                                                 "artifact_location": str(store / "artifacts")},
+                 "detector": {"family": "baseline_ae", "families": None}}  # the components' tests follow one family
     return Settings(project=root / "project", work=root / "artifacts", profile="tiny",
                     overrides=encode_overrides(overrides))
 

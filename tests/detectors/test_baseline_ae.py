@@ -11,13 +11,21 @@ from asdflow.evaluation.metrics import evaluate_scores, ground_truth_from_manife
 
 
 @pytest.fixture(scope="module")
+def baseline_config(tiny_config):
+    """The suite's tiny config with this family chosen (the default family is twfr)."""
+    cfg = tiny_config.model_copy(deep=True)
+    cfg.detector.family = "baseline_ae"
+    return cfg
+
+
+@pytest.fixture(scope="module")
 def fan(tiny_manifest):
     return tiny_manifest.select(machine_type="fan")
 
 
 @pytest.fixture(scope="module")
-def trained(fan, tiny_config, tmp_path_factory):
-    cfg = tiny_config.model_copy(deep=True)
+def trained(fan, baseline_config, tmp_path_factory):
+    cfg = baseline_config.model_copy(deep=True)
     cfg.detector.baseline_ae.epochs = 15
     detector = make_detector(cfg.detector, cfg.features, seed=0)
     detector.fit(fan, progress=False)
@@ -25,8 +33,8 @@ def trained(fan, tiny_config, tmp_path_factory):
     return detector, directory
 
 
-def test_network_has_the_baseline_shape(tiny_config):
-    detector = make_detector(tiny_config.detector, tiny_config.features)
+def test_network_has_the_baseline_shape(baseline_config):
+    detector = make_detector(baseline_config.detector, baseline_config.features)
     linears = [m for m in detector.model.modules() if m.__class__.__name__ == "Linear"]
     assert [(m.in_features, m.out_features) for m in linears] == [
         (640, 128), (128, 128), (128, 128), (128, 128), (128, 8),
@@ -72,25 +80,25 @@ def test_decide_uses_the_threshold(trained):
     assert list(detector.decide(np.array([t - 1, t + 1]))) == [False, True]
 
 
-def test_same_seed_same_model(fan, tiny_config):
-    a = make_detector(tiny_config.detector, tiny_config.features, seed=3)
-    b = make_detector(tiny_config.detector, tiny_config.features, seed=3)
+def test_same_seed_same_model(fan, baseline_config):
+    a = make_detector(baseline_config.detector, baseline_config.features, seed=3)
+    b = make_detector(baseline_config.detector, baseline_config.features, seed=3)
     a.fit(fan, progress=False)
     b.fit(fan, progress=False)
     assert a.threshold == pytest.approx(b.threshold)
 
 
-def test_refuses_several_machine_types(tiny_manifest, tiny_config):
-    detector = make_detector(tiny_config.detector, tiny_config.features)
+def test_refuses_several_machine_types(tiny_manifest, baseline_config):
+    detector = make_detector(baseline_config.detector, baseline_config.features)
     with pytest.raises(DetectorError, match="one machine type"):
         detector.fit(tiny_manifest, progress=False)
 
 
-def test_refuses_too_few_clips(fan, tiny_config):
+def test_refuses_too_few_clips(fan, baseline_config):
     one = fan.select(split="train")
     one.records = one.records[:1]
     with pytest.raises(DetectorError, match="at least 2"):
-        make_detector(tiny_config.detector, tiny_config.features).fit(one, progress=False)
+        make_detector(baseline_config.detector, baseline_config.features).fit(one, progress=False)
 
 
 def test_too_short_clip_is_a_clear_error(trained):

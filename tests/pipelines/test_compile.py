@@ -37,10 +37,12 @@ CLUSTER = {
     },
 }
 TRAIN = "exec-train-detector"
-MLFLOW_STEPS = {"exec-register-challenger", "exec-gate-challenger", "exec-promote-champion"}
+# the default config trains two families (detector.families: twfr, baseline_ae): one chain each
+TRAINS = {TRAIN, f"{TRAIN}-2"}
+MLFLOW_STEPS = {"exec-register-challenger", "exec-register-challenger-2", "exec-gate-challenger", "exec-promote-champion"}
 DATA_STEPS = {"exec-fetch-data"}
-EXECUTORS = {"exec-fetch-data", "exec-validate-data", TRAIN, "exec-score-clips", "exec-evaluate-scores",
-             *MLFLOW_STEPS}
+EXECUTORS = {"exec-fetch-data", "exec-validate-data", *TRAINS, "exec-score-clips", "exec-score-clips-2",
+             "exec-evaluate-scores", "exec-evaluate-scores-2", *MLFLOW_STEPS}
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +73,7 @@ def test_images_come_from_the_config(training):
     executors = spec["deploymentSpec"]["executors"]
     assert set(executors) == EXECUTORS
     for name, executor in executors.items():
-        expected = CLUSTER["image_gpu"] if name == TRAIN else CLUSTER["image_cpu"]
+        expected = CLUSTER["image_gpu"] if name in TRAINS else CLUSTER["image_cpu"]
         assert executor["container"]["image"] == expected, name
         # the image provides asdflow and kfp: nothing is pip-installed when a step starts
         assert "pip install" not in " ".join(executor["container"]["command"]), name
@@ -82,18 +84,19 @@ def test_only_training_asks_for_the_gpu_node_pool(training):
     gpu = CLUSTER["gpu"]
     for name, executor in spec["deploymentSpec"]["executors"].items():
         accelerator = executor["container"].get("resources", {}).get("accelerator")
-        if name == TRAIN:
+        if name in TRAINS:
             assert accelerator["resourceType"] == gpu["accelerator_type"]
             assert int(accelerator["resourceCount"]) == gpu["accelerator_limit"]
         else:
             assert accelerator is None, name
-    assert platform[TRAIN]["nodeSelector"]["labels"] == {gpu["node_selector_key"]: gpu["node_selector_value"]}
-    assert platform[TRAIN]["tolerations"] == [{
-        "key": gpu["toleration_key"], "operator": "Equal", "value": gpu["toleration_value"],
-        "effect": gpu["toleration_effect"],
-    }]
+    for train in TRAINS:
+        assert platform[train]["nodeSelector"]["labels"] == {gpu["node_selector_key"]: gpu["node_selector_value"]}
+        assert platform[train]["tolerations"] == [{
+            "key": gpu["toleration_key"], "operator": "Equal", "value": gpu["toleration_value"],
+            "effect": gpu["toleration_effect"],
+        }]
     for name, settings in platform.items():
-        if name != TRAIN:
+        if name not in TRAINS:
             assert "nodeSelector" not in settings and "tolerations" not in settings, name
 
 

@@ -61,6 +61,11 @@ def test_one_chain_per_family_and_the_gate_gets_every_version(tmp_path):
 def test_default_config_adds_nothing(tmp_path):
     spec, _ = build(tmp_path)
     dag = tasks(spec)
-    assert not (set(SYNTHESIS) | {"simulate-anomalies", "train-detector-2"}) & set(dag)
-    assert "family" not in dag["train-detector"]["inputs"].get("parameters", {})
+    assert not (set(SYNTHESIS) | {"simulate-anomalies", "train-detector-3"}) & set(dag)
+    # the default families, twfr and baseline_ae, each with its own chain; the gate keeps the better one
+    trains = ["train-detector", "train-detector-2"]
+    assert [dag[t]["inputs"]["parameters"]["family"]["runtimeValue"]["constant"] for t in trains] == ["twfr", "baseline_ae"]
+    single, _ = build(tmp_path, detector={"families": None})
+    assert "family" not in tasks(single)["train-detector"]["inputs"].get("parameters", {})
+    assert "train-detector-2" not in tasks(single)
     assert families(load_config(profile="tiny", overrides={"detector": {"families": ["auddsr", "auddsr"]}})) == ["auddsr"]

@@ -43,7 +43,8 @@ class RegistryMaterial:
 
 @pytest.fixture(scope="session")
 def tiny_config() -> AsdflowConfig:
-    return load_config(profile="tiny")
+    # the registry's material is two baseline autoencoders; one family per run, as these tests assume
+    return load_config(profile="tiny", overrides={"detector": {"family": "baseline_ae", "families": None}})
 
 
 @pytest.fixture(scope="session")
