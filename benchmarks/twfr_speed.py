@@ -15,13 +15,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import print_table, real_valve_split, write_results  # noqa: E402
+from _common import print_table, real_valve_split, time_rounds, write_results  # noqa: E402
 
 from asdflow.config import load_config  # noqa: E402
 from asdflow.data.audio import load_audio  # noqa: E402
@@ -30,12 +29,7 @@ from asdflow.features.logmel import LogMelExtractor  # noqa: E402
 
 
 def timed(fn, rounds: int) -> list[float]:
-    out = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - started)
-    return out
+    return time_rounds(fn, rounds, warmup=0)
 
 
 def main() -> None:

@@ -60,6 +60,16 @@ class Detector(ABC):
         self.fit_info: dict[str, Any] = {}
         # GWRP r of the frame-based families' time pooling (chosen at fit; 1 = the mean)
         self.time_r: float = 1.0
+        self._extractor = None
+
+    @property
+    def extractor(self):
+        """The log-mel extractor of `features`, built on first use (torchaudio's import is slow)."""
+        if self._extractor is None:
+            from asdflow.features.logmel import LogMelExtractor
+
+            self._extractor = LogMelExtractor(self.features)
+        return self._extractor
 
     def candidate_scores(
         self, waveforms: list[np.ndarray], records: list[ClipRecord | None], rs: list[float]

@@ -32,7 +32,6 @@ from asdflow.detectors.pooling import gwrp
 from asdflow.detectors.auddsr.torch_model import MAP_FACTOR, AnomalyUNet, ObjectSpecificDecoder, focal_loss
 from asdflow.detectors.threshold import gamma_threshold
 from asdflow.errors import DetectorError
-from asdflow.features.logmel import LogMelExtractor
 from asdflow.progress import progress_bar
 from asdflow.simulation.codebook_sampling import LEVELS, perturb_codes
 from asdflow.simulation.masks import sample_mask
@@ -93,17 +92,10 @@ class AudDSRDetector(Detector):
             self.object_decoder = ObjectSpecificDecoder(p.embedding_dim, p.hidden_channels, p.n_residual)
             self.unet = AnomalyUNet(p.unet_channels)
         self._eval()
-        self._extractor: LogMelExtractor | None = None
 
     def _eval(self) -> None:
         for module in (self.vqvae, self.object_decoder, self.unet):
             module.eval()
-
-    @property
-    def extractor(self) -> LogMelExtractor:
-        if self._extractor is None:
-            self._extractor = LogMelExtractor(self.features)
-        return self._extractor
 
     def parameter_count(self) -> int:
         return sum(p.numel() for m in (self.vqvae, self.object_decoder, self.unet) for p in m.parameters())

@@ -29,7 +29,7 @@ from asdflow.detectors.frame_pooling import resolve_time_pooling
 from asdflow.detectors.pooling import pool_segments
 from asdflow.detectors.threshold import gamma_threshold
 from asdflow.errors import DetectorError
-from asdflow.features.logmel import LogMelExtractor, stack_frames
+from asdflow.features.logmel import stack_frames
 from asdflow.progress import progress_bar
 from asdflow.torch_threads import torch_threads
 
@@ -49,17 +49,10 @@ class BaselineAEDetector(Detector):
             self.model = DenseAutoencoder(
                 self.input_dim, self.params.hidden_size, self.params.n_hidden_layers, self.params.bottleneck_size
             )
-        self._extractor: LogMelExtractor | None = None
         self.feature_mean = np.zeros(self.input_dim, dtype=np.float32)
         self.feature_std = np.ones(self.input_dim, dtype=np.float32)
         # per domain: (mean error vector, precision matrix)
         self.error_stats: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-
-    @property
-    def extractor(self) -> LogMelExtractor:
-        if self._extractor is None:
-            self._extractor = LogMelExtractor(self.features)
-        return self._extractor
 
     # -- features -----------------------------------------------------------
     def _vectors(self, waveforms: list[np.ndarray]) -> list[np.ndarray]:

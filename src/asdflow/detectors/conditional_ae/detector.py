@@ -47,7 +47,7 @@ from asdflow.detectors.frame_pooling import fixed_choice, resolve_time_pooling
 from asdflow.detectors.pooling import gwrp_many
 from asdflow.detectors.threshold import gamma_threshold
 from asdflow.errors import AsdflowError, DetectorError
-from asdflow.features.logmel import LogMelExtractor, stack_frames
+from asdflow.features.logmel import stack_frames
 from asdflow.progress import progress_bar
 from asdflow.torch_threads import torch_threads
 
@@ -82,7 +82,6 @@ class ConditionalAEDetector(Detector):
         self.model: ConditionalAutoencoder | None = None  # built at fit/load: its size depends on the conditions
         self.space: ConditionSpace | None = None
         self.knn: DomainKNN | None = None
-        self._extractor: LogMelExtractor | None = None
         self.feature_mean = np.zeros(self.input_dim, dtype=np.float32)
         self.feature_std = np.ones(self.input_dim, dtype=np.float32)
         self.embedding_mean: np.ndarray | None = None
@@ -92,12 +91,6 @@ class ConditionalAEDetector(Detector):
         self._train_raw: dict[float, np.ndarray] = {}
         self._train_domains: list[str] = []
         self._banks: dict[float, Bank] = {}
-
-    @property
-    def extractor(self) -> LogMelExtractor:
-        if self._extractor is None:
-            self._extractor = LogMelExtractor(self.features)
-        return self._extractor
 
     def n_parameters(self) -> int:
         return 0 if self.model is None else sum(p.numel() for p in self.model.parameters())

@@ -74,15 +74,6 @@ class DiscriminatorDetector(Detector):
         self.feature_mean: np.ndarray | None = None
         self.feature_std: np.ndarray | None = None
         self.latent_spread = 1.0
-        self._extractor = None
-
-    @property
-    def extractor(self):
-        if self._extractor is None:
-            from asdflow.features.logmel import LogMelExtractor
-
-            self._extractor = LogMelExtractor(self.features)
-        return self._extractor
 
     # -- features -----------------------------------------------------------
     def _image(self, image: np.ndarray, where: str) -> np.ndarray:

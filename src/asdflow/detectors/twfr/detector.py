@@ -33,7 +33,6 @@ from asdflow.detectors.pooling import describe_r, gwrp_many
 from asdflow.detectors.threshold import gamma_threshold
 from asdflow.detectors.twfr.scorers import DensityKNN, GMMScorer
 from asdflow.errors import AsdflowError, DetectorError
-from asdflow.features.logmel import LogMelExtractor
 from asdflow.progress import progress_bar
 
 LOAD_CHUNK = 32
@@ -57,16 +56,9 @@ class TWFRDetector(Detector):
     def __init__(self, config, features, seed: int = 0):
         super().__init__(config, features, seed)
         self.params = config.twfr
-        self._extractor: LogMelExtractor | None = None
         self.scorers: dict[str, GMMScorer | DensityKNN] = {}  # candidate name -> fitted scorer
         self.fusion: str | None = None  # "mean"/"min" when every candidate is kept and fused
         self.fused_stats: dict[str, tuple[float, float]] = {}
-
-    @property
-    def extractor(self) -> LogMelExtractor:
-        if self._extractor is None:
-            self._extractor = LogMelExtractor(self.features)
-        return self._extractor
 
     def n_parameters(self) -> int:
         return int(sum(v.size for s in self.scorers.values() for v in s.state().values()))
