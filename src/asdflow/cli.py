@@ -119,7 +119,7 @@ def data_fetch_dcase(
     report = fetch_dcase(dest, spec, progress=not quiet, machine_types=machine_type or None)
     for item in report.files:
         _say(f"  {item.file}: {item.status}")
-    _say(f"dataset in {dest}: machine types {', '.join(report.machine_types())}")
+    _say(f"dataset in {dest}: machine types {', '.join(report.machine_types)}")
 
 
 @data_app.command("validate")

@@ -349,3 +349,20 @@ def test_a_stalled_server_times_out_with_the_url(zenodo: tuple[ZenodoState, str]
     with pytest.raises(DataError, match=f"{url}/files/dev_fan.zip: download failed after 2 attempt"):
         fetch_dcase(tmp_path / "dcase", spec, progress=False)
     assert time.monotonic() - started < 5
+
+
+def test_cli_fetch_reports_the_machine_types(zenodo: tuple[ZenodoState, str], tmp_path: Path) -> None:
+    """`asdflow data fetch-dcase` end to end against the local fake Zenodo (it once raised a TypeError
+    after a good download)."""
+    from typer.testing import CliRunner
+
+    from asdflow.cli import app
+
+    _, url = zenodo
+    result = CliRunner().invoke(app, [
+        "data", "fetch-dcase", str(tmp_path / "dcase"), "--url", f"{url}/files", "--api-url", f"{url}/api/records/1",
+        "-m", "fan", "-m", "valve", "-q",
+    ])
+    assert result.exit_code == 0, result.output
+    assert f"dataset in {tmp_path / 'dcase'}: machine types fan, valve" in result.output
+    assert (tmp_path / "dcase" / "fan" / "train").is_dir() and (tmp_path / "dcase" / "valve").is_dir()
