@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from asdflow.data.manifest import ClipRecord, Manifest
-from asdflow.errors import DataError
+from asdflow.errors import DataError, EvaluationError
 from asdflow.jobs import evaluate_clips, machine_manifest
 
 
@@ -33,6 +33,22 @@ def test_evaluate_keeps_machine_types_apart_when_names_repeat(tmp_path):
     assert report.machine_types["fan"].auc_source == pytest.approx(1.0)
     assert report.machine_types["pump"].auc_source == pytest.approx(0.0)
     assert (tmp_path / "roc.png").stat().st_size > 0
+
+
+def test_unlabelled_eval_clips_are_scored_counted_and_left_out_of_the_score(tmp_path):
+    eval_clips = [ClipRecord(path=f"/x/fan/test/{name}", name=name, machine_type="fan", section="00", domain=domain,
+                             split="test", naming="eval")
+                  for name, domain in [("section_00_source_test_0000.wav", "source"), ("section_00_0001.wav", None)]]
+    manifest = Manifest(root="/x", records=_records("fan") + eval_clips)
+    frame = manifest.to_frame()[["name", "machine_type", "section", "domain", "label"]]
+    frame["score"] = [1.0 if label == "anomaly" else 0.0 for label in frame["label"]]
+    report = evaluate_clips(frame, manifest, tmp_path)
+    assert report.n_unlabelled == 2 and report.overall.official == pytest.approx(1.0)
+    assert json.loads((tmp_path / "evaluation.json").read_text())["n_unlabelled"] == 2
+    # a scored clip the manifest does not know is still an error, not an unlabelled clip
+    stray = pd.concat([frame, frame.iloc[:1].assign(name="section_00_source_test_normal_9999.wav")])
+    with pytest.raises(EvaluationError, match="not in the ground truth"):
+        evaluate_clips(stray, manifest, tmp_path)
 
 
 def test_machine_manifest_names_what_is_missing():

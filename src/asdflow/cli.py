@@ -209,7 +209,8 @@ def evaluate(
     frame = pd.concat([read_scores(scores / m) for m in machines])
     report = evaluate_clips(frame, manifest, out)
     _say(report.to_table())
-    _say(f"official score {report.official:.4f}; details in {out}")
+    unlabelled = f" ({report.n_unlabelled} unlabelled test clip(s) scored, not evaluated)" if report.n_unlabelled else ""
+    _say(f"official score {report.official:.4f}{unlabelled}; details in {out}")
 
 
 @app.command("demo")

@@ -164,7 +164,11 @@ def evaluate_clips(scores: pd.DataFrame, manifest: Manifest, out_dir: str | Path
     truth = truth[truth["machine_type"].isin(machine_types)]
     # machine_type/name keys: eval and 2020 file names repeat across machine types
     values = {clip_key(m, n): s for m, n, s in zip(scores["machine_type"], scores["name"], scores["score"])}
+    # unlabelled test clips (every DCASE eval set) are scored for the submission files, not evaluated
+    unlabelled = {clip_key(r.machine_type, r.name) for r in manifest.records if r.split == "test" and not r.is_labelled}
+    values = {key: value for key, value in values.items() if key not in unlabelled}
     report = evaluate_scores(truth, values)
+    report.n_unlabelled = len(scores) - len(values)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     report.save(out / EVALUATION_FILE)

@@ -57,6 +57,15 @@ def test_eval_names_are_unlabelled_test_clips() -> None:
         assert parsed.attributes == {}
 
 
+def test_dcase2021_eval_names_keep_their_domain_and_no_label() -> None:
+    for name, domain in [("section_03_source_test_0000.wav", "source"), ("section_05_target_test_0199.WAV", "target")]:
+        parsed = parse_clip_name(name)
+        assert parsed is not None, name
+        assert (parsed.naming, parsed.split, parsed.domain, parsed.label) == ("eval", "test", domain, None)
+    assert parse_clip_name("section_03_source_test_0000.wav").section == "03"
+    assert parse_clip_name("section_03_source_train_0000.wav") is None  # an eval clip is a test clip
+
+
 def test_dcase2020_names_map_id_to_section_and_source_domain() -> None:
     parsed = parse_clip_name("anomaly_id_04_00000017.wav")
     assert parsed is not None

@@ -6,7 +6,8 @@ Namings understood (the file extension `.wav` is matched case-insensitively):
   `section_XX_{source|target}_{train|test}_{normal|anomaly}_NNNN[_<attrs>].wav`
 - supplemental clips of this project (naming "supplemental"):
   `section_XX_{source|target}_supplemental_{clean|noise}_NNNN[_<attrs>].wav`
-- unlabelled evaluation clips (naming "eval"): `section_XX_NNNN.wav`, and the
+- unlabelled evaluation clips (naming "eval"): `section_XX_NNNN.wav`, the 2021
+  form `section_XX_{source|target}_test_NNNN.wav` (its domain kept), and the
   2020 evaluation form `id_XX_NNNNNNNN.wav`
 - DCASE 2020 (naming "dcase2020"): `{normal|anomaly}_id_XX_NNNNNNNN.wav`;
   the machine id becomes the section and the domain is "source" (2020 had no
@@ -48,6 +49,7 @@ _SUPPLEMENTAL = re.compile(
     re.IGNORECASE,
 )
 _EVAL = re.compile(r"^(?:section|id)_(?P<section>\d{2})_(?P<index>\d+)\.wav$", re.IGNORECASE)
+_EVAL2021 = re.compile(r"^section_(?P<section>\d{2})_(?P<domain>source|target)_test_(?P<index>\d+)\.wav$", re.IGNORECASE)
 _DCASE2020 = re.compile(r"^(?P<label>normal|anomaly)_id_(?P<section>\d{2})_(?P<index>\d+)\.wav$", re.IGNORECASE)
 
 
@@ -115,6 +117,9 @@ def parse_clip_name(name: str) -> ParsedName | None:
         )
     if match := _EVAL.match(name):
         return ParsedName(name=name, naming="eval", section=match["section"], index=match["index"], split="test")
+    if match := _EVAL2021.match(name):
+        return ParsedName(name=name, naming="eval", section=match["section"], index=match["index"], split="test",
+                          domain=match["domain"].lower())
     return None
 
 

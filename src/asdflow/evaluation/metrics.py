@@ -222,6 +222,7 @@ class AggregateScore(BaseModel):
 
 class EvaluationReport(BaseModel):
     max_fpr: float = MAX_FPR
+    n_unlabelled: int = 0  # scored test clips without a label (eval sets): in the submission, not in the score
     sections: list[SectionScore] = Field(default_factory=list)
     machine_types: dict[str, AggregateScore] = Field(default_factory=dict)
     overall: AggregateScore
