@@ -20,5 +20,8 @@ def evaluate_scores(
     from asdflow.jobs import evaluate_clips, read_scores
 
     report = evaluate_clips(read_scores(scores.path), Manifest.load(manifest.path), evaluation.path)
+    if report.not_evaluated:  # no labelled anomalies: nothing official to show; the gate simulates them
+        evaluation.metadata["not_evaluated"] = report.not_evaluated
+        return
     for name in ("official", "auc_source", "auc_target", "pauc"):
         metrics.log_metric(name, float(getattr(report.overall, name)))

@@ -208,6 +208,9 @@ def evaluate(
         raise AsdflowError(f"no scores.csv under {scores}: run `asdflow score` first")
     frame = pd.concat([read_scores(scores / m) for m in machines])
     report = evaluate_clips(frame, manifest, out)
+    if report.not_evaluated:
+        _say(f"{report.not_evaluated}; details in {out}")
+        return
     _say(report.to_table())
     unlabelled = f" ({report.n_unlabelled} unlabelled test clip(s) scored, not evaluated)" if report.n_unlabelled else ""
     _say(f"official score {report.official:.4f}{unlabelled}; details in {out}")

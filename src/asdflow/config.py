@@ -172,6 +172,19 @@ class GateConfig(StrictModel):
     metric: Literal["official", "auc_source", "auc_target", "pauc"] = "official"
     absolute_floor: float = 0.5  # a challenger below this is never promoted
     min_improvement: float = 0.0  # over the champion's score, re-measured in the same step
+    # What the gate judges on (asdflow.evaluation.gate_evidence): `auto` = labelled anomalies of the
+    # evaluation split when it has them, else held-out normals plus anomalies simulated from them.
+    evidence: Literal["auto", "labelled", "simulated"] = "auto"
+    min_heldout_normals: int = Field(4, ge=2)  # fewer labelled test normals: hold training normals out
+    holdout_fraction: float = Field(0.1, gt=0, lt=1)  # of the training normals, picked by name hash
+    max_simulated_from: int = Field(50, ge=1)  # held-out normals that anomalies are simulated from
+    simulated_kinds: list[Literal["impacts", "resonance", "tilt", "modulation", "band_segments", "perlin"]] = Field(
+        default_factory=lambda: ["impacts", "resonance", "tilt", "band_segments", "perlin"], min_length=1
+    )
+    # relative to the clip; a wide spread of difficulty so that ranking models works on easy data too
+    # (at -15..-5 dB two tiny detectors of clearly different quality both scored ~1.0, at -30..0 1.0 vs 0.89)
+    simulated_level_db: tuple[float, float] = (-30.0, 0.0)
+    seed: int = Field(0, ge=0)
 
 
 class TrackingConfig(StrictModel):

@@ -52,6 +52,7 @@ class TrainResult(BaseModel):
     fit_info: dict
     data: str = "original"  # which clips it trained on: original | separated | both
     n_extra_clips: int = 0  # normal train clips added from extra folders (separated, synthetic)
+    n_reserved_for_gate: int = 0  # training normals held out for the label-free gate (gate_evidence)
 
 
 def extra_training_clips(folders: list[str | Path], machine_type: str) -> list[ClipRecord]:
@@ -88,7 +89,14 @@ def train_detector(
     synthetic normals; see `extra_training_clips`). Under `separation.use: separated` the
     pipeline hands the separated dataset itself as `manifest`.
     """
+    from asdflow.evaluation.gate_evidence import plan_evidence
+
     chosen = machine_manifest(manifest, machine_type, "train")
+    # no labelled anomalies and too few test normals: the gate judges on training normals kept out here
+    reserved = plan_evidence(manifest, machine_type, config.gate).reserved_from_training
+    if reserved:
+        chosen = Manifest(root=chosen.root, records=[r for r in chosen.records if r.name not in reserved],
+                          problems=chosen.problems)
     extra = extra_training_clips(list(extra_train or []), machine_type)
     if extra:
         chosen = Manifest(root=chosen.root, records=chosen.records + extra, problems=chosen.problems)
@@ -105,6 +113,7 @@ def train_detector(
         fit_info=detector.fit_info,
         data=use,
         n_extra_clips=len(extra),
+        n_reserved_for_gate=len(reserved),
     )
 
 
@@ -156,7 +165,7 @@ def read_scores(scores_csv: str | Path) -> pd.DataFrame:
 
 def evaluate_clips(scores: pd.DataFrame, manifest: Manifest, out_dir: str | Path, threshold: float | None = None):
     """Official DCASE score of scored clips against the manifest's ground truth, with plots."""
-    from asdflow.evaluation.metrics import clip_key, evaluate_scores, ground_truth_from_manifest
+    from asdflow.evaluation.metrics import EvaluationReport, clip_key, evaluate_scores, ground_truth_from_manifest
     from asdflow.evaluation.plots import plot_roc, plot_score_histogram
 
     machine_types = sorted(set(scores["machine_type"]))
@@ -167,10 +176,19 @@ def evaluate_clips(scores: pd.DataFrame, manifest: Manifest, out_dir: str | Path
     # unlabelled test clips (every DCASE eval set) are scored for the submission files, not evaluated
     unlabelled = {clip_key(r.machine_type, r.name) for r in manifest.records if r.split == "test" and not r.is_labelled}
     values = {key: value for key, value in values.items() if key not in unlabelled}
-    report = evaluate_scores(truth, values)
-    report.n_unlabelled = len(scores) - len(values)
+    n_unlabelled = len(scores) - len(values)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if not (truth["label"] == "anomaly").any():
+        # a plant's usual data: the run goes on and the gate judges on simulated anomalies
+        report = EvaluationReport.unevaluated(
+            machine_types, f"no labelled anomalies among the {len(values)} labelled test clip(s) "
+                           f"({n_unlabelled} unlabelled): not scored officially; the gate judges on held-out "
+                           "normals and simulated anomalies", n_unlabelled)
+        report.save(out / EVALUATION_FILE)
+        return report
+    report = evaluate_scores(truth, values)
+    report.n_unlabelled = n_unlabelled
     report.save(out / EVALUATION_FILE)
     plot_roc(truth, values, out / "roc.png")
     plot_score_histogram(truth, values, out / "score_histogram.png", threshold=threshold)

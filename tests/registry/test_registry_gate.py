@@ -248,3 +248,53 @@ def test_challenger_versions_parse_the_pipeline_forms():
     assert challenger_versions(None) == [] and challenger_versions("") == []
     assert challenger_versions("3") == ["3"] and challenger_versions(4) == ["4"]
     assert challenger_versions(" 3, 5 ,3,") == ["3", "5"] and challenger_versions([1, "2"]) == ["1", "2"]
+
+
+def _without_test_anomalies(material):
+    from asdflow.data.manifest import Manifest
+
+    kept = [r for r in material.manifest.records if not (r.split == "test" and r.label == "anomaly")]
+    return Manifest(root=material.manifest.root, records=kept)
+
+
+def test_label_free_gate_promotes_the_better_and_keeps_the_worse_on_simulated_evidence(
+        tmp_path, material, sqlite_config):
+    """No labelled anomaly in the evaluation split (a plant's usual data): the gate judges on the held-out
+    normal test clips and anomalies simulated from them, and still tells the good detector from the weak."""
+    manifest = _without_test_anomalies(material)
+    config = sqlite_config.model_copy(update={"gate": sqlite_config.gate.model_copy(update={"absolute_floor": 0.0})})
+
+    weak_version = _register(material.weak, config, tmp_path)
+    first = apply_decision(run_gate(MACHINE, manifest, config, tmp_path / "g1", project_dir=tmp_path), config, tmp_path)
+    assert first.verdict == "promote" and first.evidence == "simulated"
+    n_normals = sum(1 for r in manifest.records if r.machine_type == MACHINE and r.split == "test")
+    assert first.n_normal_clips == n_normals
+    assert first.n_anomalous_clips == n_normals * len(config.gate.simulated_kinds)
+    assert "simulated" in first.reason
+
+    good_version = _register(material.good, config, tmp_path)
+    better = apply_decision(run_gate(MACHINE, manifest, config, tmp_path / "g2", project_dir=tmp_path), config, tmp_path)
+    assert better.evidence == "simulated" and better.verdict == "promote", better.reason
+    assert better.challenger.version == good_version and better.champion.version == weak_version
+    assert better.challenger.score > better.champion.score
+    # the weak detector's threshold was learnt on another machine: it flags most normal fan clips
+    assert better.champion.false_alarm_rate > better.challenger.false_alarm_rate
+    assert current_aliases(MACHINE, config, tmp_path)["champion"] == good_version
+
+    again = _register(material.weak, config, tmp_path)
+    worse = run_gate(MACHINE, manifest, config, tmp_path / "g3", project_dir=tmp_path)
+    assert worse.evidence == "simulated" and worse.verdict == "keep", worse.reason
+    assert worse.challenger.version == again and worse.champion.version == good_version
+    record = json.loads((tmp_path / "g3" / DECISION_FILE).read_text())
+    assert record["evidence"] == "simulated" and record["simulated_kinds"] == config.gate.simulated_kinds
+    assert 0.0 <= record["champion"]["false_alarm_rate"] <= 1.0
+
+
+def test_gate_judges_on_labelled_anomalies_when_the_data_has_them(tmp_path, material, sqlite_config):
+    _register(material.good, sqlite_config, tmp_path)
+    decision = _gate(sqlite_config, material, tmp_path, absolute_floor=0.0)
+    assert decision.evidence == "labelled" and decision.simulated_kinds == []
+    assert decision.n_anomalous_clips == sum(
+        1 for r in material.fan.records if r.split == "test" and r.label == "anomaly")
+    assert decision.challenger.official == pytest.approx(material.good.official, abs=1e-6)
+    assert 0.0 <= decision.challenger.false_alarm_rate <= 1.0

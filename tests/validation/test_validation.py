@@ -286,3 +286,26 @@ def test_with_the_dcase_reader(tmp_path):
     result = validate_dataset(read, CONFIG, tmp_path / "out", progress=False)
     assert not result.success and list(result.failing_clips) == ["fan/train/notes_about_fan.wav"]
     assert validate_dataset(read, CONFIG, tmp_path / "q", quarantine=True, progress=False).success
+
+
+# -- a plant's data: no labelled anomalies; an evaluation set: no labels at all ----------------------
+
+
+def test_a_dataset_without_test_anomalies_passes_the_minimum_test_rule(tmp_path):
+    layout = [row for row in CLEAN_LAYOUT if row[2] != "anomaly"]
+    result = validate_dataset(make_clean(tmp_path, layout=layout), CONFIG, tmp_path / "out", progress=False)
+    assert result.success, [e.key for e in result.failed_expectations()]
+
+
+def test_unlabelled_test_clips_count_as_one_group_and_an_empty_test_split_still_fails(tmp_path):
+    layout = [row for row in CLEAN_LAYOUT if row[0] == "train"]
+    manifest = make_clean(tmp_path, machines=("fan",), layout=layout)
+    for index in range(3):  # DCASE 2023 evaluation naming: no domain, no label
+        name = f"section_00_{index:04d}.wav"
+        write_audio(tmp_path / "fan" / "test" / name, noise(50 + index), SR)
+        manifest.records.append(record(tmp_path, "fan", "test", None, None, name, naming="eval"))
+    assert validate_dataset(manifest, CONFIG, tmp_path / "out", progress=False).success
+
+    no_test = Manifest(root=manifest.root, records=[r for r in manifest.records if r.split == "train"])
+    result = validate_dataset(no_test, CONFIG, tmp_path / "out2", progress=False)
+    assert not result.success and "min_test" in {e.key for e in result.failed_expectations()}

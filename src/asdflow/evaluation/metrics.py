@@ -223,6 +223,7 @@ class AggregateScore(BaseModel):
 class EvaluationReport(BaseModel):
     max_fpr: float = MAX_FPR
     n_unlabelled: int = 0  # scored test clips without a label (eval sets): in the submission, not in the score
+    not_evaluated: str | None = None  # why the scores are NaN (no labelled anomalies: the gate simulates them)
     sections: list[SectionScore] = Field(default_factory=list)
     machine_types: dict[str, AggregateScore] = Field(default_factory=dict)
     overall: AggregateScore
@@ -230,6 +231,16 @@ class EvaluationReport(BaseModel):
     @property
     def official(self) -> float:
         return self.overall.official
+
+    @classmethod
+    def unevaluated(cls, machine_types: list[str], reason: str, n_unlabelled: int = 0) -> "EvaluationReport":
+        """A report with NaN scores and the reason: the clips cannot be scored officially (no labelled
+        anomalies), which is a fact about the data, not a failure of the run."""
+        nan = float("nan")
+        blank = AggregateScore(auc_source=nan, auc_target=nan, pauc=nan, official=nan, arithmetic_mean=nan,
+                               n_sections=0)
+        return cls(n_unlabelled=n_unlabelled, not_evaluated=reason, overall=blank,
+                   machine_types={m: blank for m in machine_types})
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -14,9 +14,15 @@ Then, on `GateConfig.metric`:
   `min_improvement` (and strictly: a tie never displaces a champion);
 - keep: otherwise (also when the challenger already is the champion).
 
-The decision record `gate_decision.json` (both scores, versions, thresholds,
-verdict, reason, the evaluation set's digest) is written to `out_dir` and
-logged to the challenger's run under `gate/`.
+What they are measured on (`asdflow.evaluation.gate_evidence`): the labelled
+anomalies and normals of the evaluation split when it has labelled anomalies
+(`labelled`); otherwise held-out normal clips no model trained on plus
+anomalies simulated from them (`simulated`), the plant's usual case. Either way
+each model's false-alarm rate on those normals at its own threshold is reported.
+
+The decision record `gate_decision.json` (the evidence, both scores, versions,
+thresholds, false-alarm rates, verdict, reason, the evaluation set's digest) is
+written to `out_dir` and logged to the challenger's run under `gate/`.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from asdflow.config import AsdflowConfig, GateConfig, TrackingConfig
 from asdflow.data.manifest import ClipRecord, Manifest
 from asdflow.errors import AsdflowError, EvaluationError, one_line
+from asdflow.evaluation.gate_evidence import Evidence, EvidencePlan, SimulatedScore, plan_evidence, simulated_anomalies
 from asdflow.registry.models import (
     CHALLENGER,
     CHAMPION,
@@ -67,6 +74,7 @@ class CandidateResult(BaseModel):
     auc_target: float
     pauc: float
     n_flagged: int  # evaluation clips above the model's threshold
+    false_alarm_rate: float = float("nan")  # of the judged normal clips, at the model's own threshold
     seconds: float
     error: str | None = None  # why it could not be scored (score is then NaN)
 
@@ -86,9 +94,14 @@ class GateDecision(BaseModel):
     champion: CandidateResult | None = None
     champion_version_seen: str | None = None  # what promote() must still find at @champion
     improvement: float | None = None  # challenger - champion on the metric
+    evidence: Evidence = "labelled"  # labelled anomalies, or held-out normals + simulated anomalies
+    evidence_source: str = ""  # where the normal clips came from
     eval_root: str
     eval_digest: str
     n_eval_clips: int
+    n_normal_clips: int = 0
+    n_anomalous_clips: int = 0
+    simulated_kinds: list[str] = Field(default_factory=list)
     decided_at: str
     record_path: str | None = None
     logged_to_run: str | None = None
@@ -130,13 +143,12 @@ def run_gate(
     progress: bool = False,
 ) -> GateDecision:
     """Score `@challenger` (or `challenger_version`: one version, a list, or "3,4,5") and the
-    current `@champion` on the labelled test clips of `machine_type` in `eval_manifest`,
-    decide for the best challenger, write `out_dir/gate_decision.json`, log it to that
+    current `@champion` on the evidence `eval_manifest` gives for `machine_type` (labelled test
+    clips, else held-out normals and anomalies simulated from them), decide for the best challenger, write `out_dir/gate_decision.json`, log it to that
     challenger's run. Never moves an alias (see `apply_decision`).
     """
     import mlflow
 
-    from asdflow.evaluation.metrics import ground_truth_from_manifest
     from asdflow.registry.tracking import artifact_progress, manifest_digest, tracking_client
 
     gate, tracking = _configs(config, tracking)
@@ -148,29 +160,30 @@ def run_gate(
         raise RegistryError(f"{name} has no @{CHALLENGER}: register a {machine_type} detector before the gate")
     champion = alias_version(client, name, CHAMPION)
 
-    clips = eval_manifest.select(machine_type=machine_type)
-    ground_truth = ground_truth_from_manifest(clips)
-    labelled = {n for n in ground_truth["name"]}
-    clips = Manifest(root=clips.root, records=[r for r in clips.records if r.name in labelled and r.split == "test"])
-    if not clips.records:
-        raise EvaluationError(f"the evaluation manifest {eval_manifest.root} has no labelled {machine_type} test clips")
+    plan = plan_evidence(eval_manifest, machine_type, gate)
+    if not plan.normals or (plan.evidence == "labelled" and not plan.anomalies):
+        raise EvaluationError(
+            f"the evaluation manifest {eval_manifest.root} has no {machine_type} clips the gate can judge on "
+            f"({plan.source}: {len(plan.normals)} normal, {len(plan.anomalies)} anomalous)"
+        )
+    judged = _Judged(plan, gate, progress)
 
-    audio_cache: dict[int, list[np.ndarray]] = {}
     with artifact_progress(progress):
-        candidates = [_measure(client, name, version, CHALLENGER, clips, ground_truth, gate, audio_cache, progress)
-                      for version in challengers]
+        candidates = [_measure(client, name, version, CHALLENGER, judged, gate) for version in challengers]
         # best first; a challenger that could not be scored sorts last; a tie keeps the earlier registration
         candidates.sort(key=lambda c: -c.score if math.isfinite(c.score) else math.inf)
         measured = {CHALLENGER: candidates[0]}
         challenger = candidates[0].version
         if champion is not None and champion not in challengers:
-            measured[CHAMPION] = _measure(client, name, champion, CHAMPION, clips, ground_truth, gate,
-                                          audio_cache, progress)
+            measured[CHAMPION] = _measure(client, name, champion, CHAMPION, judged, gate)
         elif champion is not None and champion != challenger:  # the champion was handed in among the challengers
             seen = next(c for c in candidates if c.version == champion)
             measured[CHAMPION] = seen.model_copy(update={"alias": CHAMPION})
 
     verdict, reason, improvement = _decide(measured[CHALLENGER], measured.get(CHAMPION), champion, gate)
+    if plan.evidence == "simulated":
+        reason += (f" (no labelled anomalies: judged on {len(plan.normals)} held-out normals and "
+                   f"{judged.n_anomalies} anomalies simulated from them)")
     decision = GateDecision(
         machine_type=machine_type,
         model_name=name,
@@ -184,9 +197,14 @@ def run_gate(
         champion=measured.get(CHAMPION),
         champion_version_seen=champion,
         improvement=improvement,
+        evidence=plan.evidence,
+        evidence_source=plan.source,
         eval_root=str(eval_manifest.root),
-        eval_digest=manifest_digest(clips),
-        n_eval_clips=len(clips.records),
+        eval_digest=manifest_digest(Manifest(root=eval_manifest.root, records=plan.records)),
+        n_eval_clips=len(plan.normals) + judged.n_anomalies,
+        n_normal_clips=len(plan.normals),
+        n_anomalous_clips=judged.n_anomalies,
+        simulated_kinds=list(gate.simulated_kinds) if plan.evidence == "simulated" else [],
         decided_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
     )
     path = decision.save(out_dir)
@@ -290,14 +308,55 @@ def _decide(
             f"{champion.score:.4f} by the minimum {gate.min_improvement:.4f} (difference {gain:+.4f})", gain)
 
 
-def _measure(
-    client, name: str, version: str, alias: str, clips: Manifest, ground_truth: pd.DataFrame,
-    gate: GateConfig, audio_cache: dict[int, list[np.ndarray]], progress: bool,
-) -> CandidateResult:
-    """Load one registered version as a pyfunc and score the clips through its predict()."""
-    import mlflow.pyfunc
+class _Judged:
+    """The clips every model is judged on, decoded once per sample rate and shared by all models;
+    simulated anomalies are made once per sample rate from the held-out normals."""
 
-    from asdflow.evaluation.metrics import evaluate_scores
+    def __init__(self, plan: EvidencePlan, gate: GateConfig, progress: bool):
+        self.plan, self.gate, self.progress = plan, gate, progress
+        self._cache: dict[int, tuple[list[ClipRecord], list[np.ndarray]]] = {}
+
+    def clips(self, sample_rate: int) -> tuple[list[ClipRecord], list[np.ndarray]]:
+        if sample_rate not in self._cache:
+            from asdflow.data.audio import load_audio
+            from asdflow.progress import progress_bar
+
+            records = self.plan.records
+            waveforms = [load_audio(r.path, sample_rate)
+                         for r in progress_bar(records, desc="gate: loading clips", enabled=self.progress)]
+            if self.plan.evidence == "simulated":
+                made, made_waves = simulated_anomalies(self.plan.normals, waveforms, sample_rate, self.gate)
+                records, waveforms = records + made, waveforms + made_waves
+            self._cache[sample_rate] = (records, waveforms)
+        return self._cache[sample_rate]
+
+    @property
+    def n_anomalies(self) -> int:
+        if self.plan.evidence == "labelled" or not self._cache:
+            return len(self.plan.anomalies)
+        records, _ = next(iter(self._cache.values()))
+        return len(records) - len(self.plan.normals)
+
+    def metrics(self, records: list[ClipRecord], scores: np.ndarray) -> dict[str, float]:
+        """official, auc_source, auc_target, pauc of one model's scores on the judged clips."""
+        n = len(self.plan.normals)
+        if self.plan.evidence == "labelled":
+            from asdflow.evaluation.metrics import evaluate_scores, ground_truth_from_manifest
+
+            truth = ground_truth_from_manifest(Manifest(root="", records=records))
+            report = evaluate_scores(truth, {r.name: float(v) for r, v in zip(records, scores)})
+            summary = report.machine_types.get(records[0].machine_type, report.overall)
+            return {k: float(getattr(summary, k)) for k in ("official", "auc_source", "auc_target", "pauc")}
+        from asdflow.evaluation.metrics import MAX_FPR
+
+        judged = SimulatedScore(records[:n], scores[:n], scores[n:], max_fpr=MAX_FPR)
+        return {k: float(getattr(judged, k)) for k in ("official", "auc_source", "auc_target", "pauc")}
+
+
+def _measure(client, name: str, version: str, alias: str, judged: _Judged, gate: GateConfig) -> CandidateResult:
+    """Load one registered version as a pyfunc and score the judged clips through its predict(),
+    exactly as the server does."""
+    import mlflow.pyfunc
 
     started = time.perf_counter()
     uri = f"models:/{name}/{version}"  # pinned by number: the alias may move meanwhile
@@ -310,19 +369,23 @@ def _measure(
         model = mlflow.pyfunc.load_model(uri)
         detector = model.unwrap_python_model().detector
         family, threshold = detector.family, detector.threshold
-        waveforms = _waveforms(clips.records, int(detector.features.sample_rate), audio_cache, progress)
+        records, waveforms = judged.clips(int(detector.features.sample_rate))
         with_records = bool(getattr(detector, "uses_records", False))
-        frames = [_input_frame(clips.records[i:i + SCORE_BATCH], waveforms[i:i + SCORE_BATCH], with_records)
-                  for i in range(0, len(clips.records), SCORE_BATCH)]
+        frames = [_input_frame(records[i:i + SCORE_BATCH], waveforms[i:i + SCORE_BATCH], with_records)
+                  for i in range(0, len(records), SCORE_BATCH)]
         out = pd.concat([model.predict(f) for f in frames], ignore_index=True)
-        scores = {r.name: float(s) for r, s in zip(clips.records, out["score"])}
-        report = evaluate_scores(ground_truth, scores)
-        summary = report.machine_types.get(clips.records[0].machine_type, report.overall)
+        scores = np.asarray(out["score"], dtype=np.float64)
+        flagged = np.asarray(out["decision"], dtype=bool)
+        metrics = judged.metrics(records, scores)
+        value = metrics[gate.metric]
+        if not math.isfinite(value) and judged.plan.evidence == "simulated":
+            value = metrics["official"]  # e.g. auc_target of a plant with one domain: judged on what exists
+        n_normals = len(judged.plan.normals)
         return CandidateResult(
             alias=alias, version=version, model_uri=uri, run_id=run_id, detector_family=family,
-            threshold=threshold, score=float(getattr(summary, gate.metric)), official=summary.official,
-            auc_source=summary.auc_source, auc_target=summary.auc_target, pauc=summary.pauc,
-            n_flagged=int(np.asarray(out["decision"], dtype=bool).sum()), seconds=time.perf_counter() - started,
+            threshold=threshold, score=value, official=metrics["official"], auc_source=metrics["auc_source"],
+            auc_target=metrics["auc_target"], pauc=metrics["pauc"], n_flagged=int(flagged.sum()),
+            false_alarm_rate=float(flagged[:n_normals].mean()), seconds=time.perf_counter() - started,
         )
     except Exception as err:  # noqa: BLE001 - a model that fails is judged, not allowed to crash the gate
         nan = float("nan")
@@ -332,17 +395,6 @@ def _measure(
             official=nan, auc_source=nan, auc_target=nan, pauc=nan, n_flagged=0,
             seconds=time.perf_counter() - started, error=f"{type(err).__name__}: {one_line(err)}",
         )
-
-
-def _waveforms(records: list[ClipRecord], sample_rate: int, cache: dict[int, list[np.ndarray]], progress: bool) -> list[np.ndarray]:
-    """Each clip decoded once per sample rate, shared by both models."""
-    if sample_rate not in cache:
-        from asdflow.data.audio import load_audio
-        from asdflow.progress import progress_bar
-
-        cache[sample_rate] = [load_audio(r.path, sample_rate)
-                              for r in progress_bar(records, desc="gate: loading clips", enabled=progress)]
-    return cache[sample_rate]
 
 
 def _input_frame(records: list[ClipRecord], waveforms: list[np.ndarray], with_records: bool) -> pd.DataFrame:

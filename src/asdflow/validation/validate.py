@@ -24,7 +24,7 @@ from asdflow.data.manifest import Manifest
 from asdflow.errors import DataError
 from asdflow.validation.clip_stats import clip_id, stats_frame
 from asdflow.validation.report import write_html, write_json, write_quarantine
-from asdflow.validation.suite import GxRunner, Outcome, clip_suite, group_suite, group_table
+from asdflow.validation.suite import GxRunner, Outcome, clip_suite, group_suite, group_table, unlabelled_test
 
 READER_KEY = "reader"
 MAX_LISTED = 5  # clips named in the one-line error message; the report names them all
@@ -95,7 +95,7 @@ def validate_dataset(
     machine_types = sorted(clips["machine_type"].dropna().unique().tolist())
     runner = GxRunner()
     runner.register("clips", clip_suite(config, machine_types))
-    runner.register("groups", group_suite(config, machine_types))
+    runner.register("groups", group_suite(config, machine_types, unlabelled_test(clips, machine_types)))
 
     groups = group_table(clips, machine_types)
     outcomes = runner.run("clips", clips) + runner.run("groups", groups)
