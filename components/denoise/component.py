@@ -28,3 +28,6 @@ def denoise_data(
     result = denoise_stage(separator.path, Manifest.load(manifest.path), machine_type, separated.path, config.progress)
     separated.metadata.update({"machine_type": machine_type, "n_clips": result.n_written,
                                "n_problems": len(result.problems)})
+    if result.skipped_reason:
+        print(f"denoise: clips passed on unchanged ({result.skipped_reason})")
+        separated.metadata["skipped"] = result.skipped_reason

@@ -188,3 +188,30 @@ def test_config_refuses_bad_evaluation_settings():
         SeparationConfig(eval_fraction=1.0)
     with pytest.raises(ValidationError):
         SeparationConfig(eval_snr_db=[])
+
+
+# --- a dataset without supplemental clips (DCASE 2023, a plant's own) ------------------------------
+
+
+def test_without_supplemental_clips_separation_is_skipped_with_its_reason_and_denoise_passes_clips_on(
+        tmp_path, tiny_dataset, store_config):
+    from asdflow.separation.stages import SKIPPED_FILE, skipped_reason
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_dataset / "fan", root / "fan", ignore=shutil.ignore_patterns("supplemental"))
+    manifest = build_manifest(root, progress=False)
+    result = separation_train_stage(manifest, "fan", store_config, tmp_path / "sep")
+    assert result.skipped_reason and "no supplemental clips of fan" in result.skipped_reason
+    assert result.registered_version is None and skipped_reason(tmp_path / "sep") == result.skipped_reason
+    runs = mlflow.MlflowClient(store_config.tracking.tracking_uri).search_runs(
+        [mlflow.get_experiment_by_name(store_config.tracking.experiment).experiment_id],
+        filter_string="tags.skipped = 'true'")
+    assert any(r.data.tags["skip_reason"] == result.skipped_reason for r in runs)
+
+    denoised = denoise_stage(tmp_path / "sep", manifest, "fan", tmp_path / "separated", progress=False)
+    assert denoised.skipped_reason == result.skipped_reason and (tmp_path / "separated" / SKIPPED_FILE).is_file()
+    passed = load_dataset(tmp_path / "separated")
+    originals = {r.name: r for r in manifest.records}
+    assert sorted(r.name for r in passed.records) == sorted(originals)
+    assert all(r.md5 == originals[r.name].md5 or originals[r.name].md5 is None for r in passed.records)
+    assert all(Path(r.path).is_relative_to(tmp_path / "separated") for r in passed.records)

@@ -149,3 +149,23 @@ def register_separator(
         raise RegistryError(f"cannot register {separator_dir} as {name}: {one_line(err)}") from None
     return RegisteredSeparator(name=name, version=str(mv.version), run_id=run_id,
                                model_uri=f"models:/{name}/{mv.version}", alias=alias)
+
+
+def log_skipped_separation(machine_type: str, reason: str, config: AsdflowConfig, *,
+                           project_dir: str | Path | None = None) -> str:
+    """A run that records the separation stage was skipped and why (nothing is registered);
+    returns its id, so that a run's history shows the stage did not silently vanish."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from asdflow.registry.tracking import configure_tracking, git_commit
+
+    experiment_id = configure_tracking(config.tracking, project_dir)
+    tags = {"machine_type": machine_type, "stage": "separation", "skipped": "true", "skip_reason": reason[:500],
+            "asdflow_profile": config.profile, "git_commit": git_commit(project_dir) or "unknown"}
+    try:
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"separator-{machine_type}-skipped") as run:
+            mlflow.set_tags(tags)
+            return run.info.run_id
+    except MlflowException as err:
+        raise RegistryError(f"cannot record the skipped separation of {machine_type}: {one_line(err)}") from None

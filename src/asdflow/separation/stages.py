@@ -22,7 +22,24 @@ from asdflow.data.manifest import ClipRecord, Manifest, ManifestProblem
 from asdflow.errors import DataError
 
 STAGE_FILE = "separation_stage.json"
+SKIPPED_FILE = "separation_skipped.json"  # in the separator folder when there was nothing to train on
 
+
+def skipped_reason(separator_dir: str | Path) -> str | None:
+    """Why the separation stage was skipped, when its separator folder says so; None when it trained."""
+    marker = Path(separator_dir) / SKIPPED_FILE
+    return json.loads(marker.read_text())["reason"] if marker.is_file() else None
+
+
+def missing_supplemental(manifest: Manifest, machine_type: str) -> str | None:
+    """Why the machine type has nothing to train a separator on (no supplemental clip at all), else None.
+
+    DCASE 2023 and a plant's own data have no `supplemental/` folder: the stage is skipped, not
+    failed. One kind present without the other is a broken dataset and still fails in training."""
+    if any(r.machine_type == machine_type and r.split == "supplemental" for r in manifest.records):
+        return None
+    return (f"no supplemental clips of {machine_type} in {manifest.root} (DCASE layout "
+            f"{machine_type}/supplemental/): separation skipped, the detector reads the original clips")
 
 def split_supplemental(manifest: Manifest, machine_type: str, fraction: float) -> tuple[Manifest, Manifest | None]:
     """(training part, held-out part) of the machine type's supplemental clips.
@@ -90,11 +107,12 @@ def evaluate_separator(
 class SeparationStageResult(BaseModel):
     machine_type: str
     separator_dir: str
-    version: str  # the weights' sha256
-    steps: int
-    final_loss: float | None
-    steps_per_second: float
-    evaluation: SeparatorEvaluation
+    version: str | None = None  # the weights' sha256 (None: skipped)
+    steps: int = 0
+    final_loss: float | None = None
+    steps_per_second: float = 0.0
+    evaluation: SeparatorEvaluation | None = None
+    skipped_reason: str | None = None  # the stage had no input (no supplemental clips)
     registered_version: str | None = None  # of sep-<machine_type> in MLflow
     skipped: list[ManifestProblem] = []
 
@@ -115,6 +133,9 @@ def separation_train_stage(
     """
     from asdflow.separation.train import train_separator
 
+    reason = missing_supplemental(manifest, machine_type)
+    if reason is not None:
+        return _skip_separation(machine_type, reason, config, separator_dir, register, project_dir)
     sep = config.separation
     train_part, held = split_supplemental(manifest, machine_type, sep.eval_fraction)
     out = Path(separator_dir)
@@ -148,6 +169,22 @@ def separation_train_stage(
     return result
 
 
+def _skip_separation(machine_type: str, reason: str, config: AsdflowConfig, separator_dir: str | Path,
+                     register: bool, project_dir: str | Path | None) -> SeparationStageResult:
+    """The stage without input: a marker in the separator folder (denoise passes the clips on as they
+    are) and, when registering, a run in MLflow that says why."""
+    out = Path(separator_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    result = SeparationStageResult(machine_type=machine_type, separator_dir=str(out), skipped_reason=reason)
+    (out / SKIPPED_FILE).write_text(json.dumps({"machine_type": machine_type, "reason": reason}, indent=2))
+    if register:
+        from asdflow.registry.separators import log_skipped_separation
+
+        log_skipped_separation(machine_type, reason, config, project_dir=project_dir)
+    (out / STAGE_FILE).write_text(json.dumps(result.model_dump(), indent=2, default=str))
+    return result
+
+
 def _scores_metrics(evaluation: SeparatorEvaluation) -> dict[str, float]:
     from asdflow.separation.evaluation import SeparationScores
 
@@ -174,6 +211,30 @@ class DenoiseResult(BaseModel):
     n_written: int
     problems: list[ManifestProblem]
     realtime_factor: float
+    skipped_reason: str | None = None  # separation was skipped: the clips are passed on as they are
+
+
+def _pass_through(chosen: Manifest, machine_type: str, out_dir: str | Path, reason: str) -> DenoiseResult:
+    """The original train and test clips in the separated dataset's place (linked where the file system
+    allows, else copied), so the later stages read them as they would read separated ones."""
+    import os
+
+    root, out = Path(chosen.root).resolve(), Path(out_dir).resolve()
+    records = [r for r in chosen.records if r.split in ("train", "test")]
+    written = []
+    for record in records:
+        target = out / Path(record.path).resolve().relative_to(root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(record.path, target)
+        except OSError:
+            shutil.copyfile(record.path, target)
+        written.append(target)
+    separated = separated_manifest(Manifest(root=chosen.root, records=records), out, written)
+    separated.save(out)
+    (out / SKIPPED_FILE).write_text(json.dumps({"machine_type": machine_type, "reason": reason}, indent=2))
+    return DenoiseResult(machine_type=machine_type, out_dir=str(out), n_written=len(written), problems=[],
+                         realtime_factor=0.0, skipped_reason=reason)
 
 
 def denoise_stage(
@@ -190,6 +251,9 @@ def denoise_stage(
     chosen = manifest.select(machine_type=machine_type)
     if not [r for r in chosen.records if r.split in ("train", "test")]:
         raise DataError(f"no train or test clips of machine type {machine_type!r} in {manifest.root} to denoise")
+    reason = skipped_reason(separator_dir)
+    if reason is not None:
+        return _pass_through(chosen, machine_type, out_dir, reason)
     run = separate_dataset(separator_dir, chosen, out_dir, progress=progress)
     separated = separated_manifest(chosen, run.out_root, run.written)
     separated.problems = list(run.problems)
