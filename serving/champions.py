@@ -1,7 +1,9 @@
 """The champions the server scores with: `models:/asd-<machine_type>@champion`, kept current.
 
 One `ChampionStore` per server process holds, per machine type, the loaded detector of
-the version `@champion` points to. A background thread re-resolves the alias every
+the version `@champion` points to. The machine types are every registered `asd-*` model
+with a `@champion` (found again at each pass, so a machine type promoted later is picked
+up), or the ones `serving.machine_types` narrows to. A background thread re-resolves the alias every
 `serving.reload_interval_s`; when it moved (a promotion, a rollback), the new version is
 loaded and warmed on that thread while requests go on with the old one, then swapped
 in with one assignment, so a request sees either the old model or the new one, whole.
@@ -65,9 +67,11 @@ class ChampionStore:
         from asdflow.registry.tracking import resolve_tracking
 
         self.config = config
-        self.machine_types = list(config.serving.machine_types)
+        # None: every asd-* model with a @champion, found anew at each refresh; a list narrows to those
+        self.narrowed = list(config.serving.machine_types) if config.serving.machine_types else None
         self.tracking = resolve_tracking(config.tracking, project_dir)
-        self._slots = {mt: _Slot() for mt in self.machine_types}
+        self._slots = {mt: _Slot() for mt in self.narrowed or []}
+        self._discovery_error: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._client = None
@@ -79,13 +83,22 @@ class ChampionStore:
         slot = self._slots.get(machine_type)
         return slot.model if slot else None
 
+    @property
+    def machine_types(self) -> list[str]:
+        """The machine types served: the narrowed list, else every one whose champion was found so far."""
+        return sorted(self._slots)
+
     def ready(self) -> bool:
-        """Every configured machine type has a loaded, warmed champion."""
-        return all(slot.model is not None for slot in self._slots.values())
+        """Every champion found (or every machine type of the narrowed list) is loaded and warmed;
+        a registry without any champion is not ready: there is nothing to serve."""
+        return bool(self._slots) and all(slot.model is not None for slot in self._slots.values())
 
     def status(self) -> dict[str, Any]:
         out: dict[str, Any] = {"ready": self.ready(), "tracking_uri": _without_credentials(self.tracking.tracking_uri),
-                               "models": {}}
+                               "machine_types": "narrowed by serving.machine_types" if self.narrowed
+                               else "every model with a @champion", "models": {}}
+        if self._discovery_error:
+            out["error"] = self._discovery_error
         for mt, slot in self._slots.items():
             model = slot.model
             out["models"][mt] = {
@@ -128,7 +141,32 @@ class ChampionStore:
         Returns machine type -> what happened ("loaded <v>", "unchanged", "error: ...").
         """
         with self._refresh_lock:
+            if self.narrowed is None:
+                self._discover()
             return {mt: self._refresh_one(mt) for mt in self.machine_types}
+
+    def _discover(self) -> None:
+        """Add a slot for every registered detector model (named by `tracking.model_name_template`)
+        that has a @champion: a machine type promoted after start-up is picked up by the next pass."""
+        from asdflow.registry.models import CHAMPION, alias_version
+
+        template = self.tracking.model_name_template
+        prefix, _, suffix = template.partition("{machine_type}")
+        try:
+            client = self._mlflow_client()
+            names = [m.name for m in _all_registered_models(client, prefix)]
+            for name in names:
+                if not (name.startswith(prefix) and name.endswith(suffix)) or len(name) <= len(prefix) + len(suffix):
+                    continue
+                machine_type = name[len(prefix): len(name) - len(suffix)]
+                if machine_type not in self._slots and alias_version(client, name, CHAMPION) is not None:
+                    self._slots[machine_type] = _Slot()  # a new dict entry: readers see it whole or not at all
+            self._discovery_error = None
+            if not self._slots:
+                self._discovery_error = f"no registered model named {template} has a @champion yet"
+        except Exception as err:  # the store is unreachable: keep serving what is loaded
+            self._discovery_error = f"cannot list the registered models: {_reason(err)}"
+            log.warning(self._discovery_error)
 
     def _refresh_one(self, machine_type: str) -> str:
         slot = self._slots[machine_type]
@@ -203,6 +241,18 @@ class ChampionStore:
             machine_type=machine_type, name=name, version=str(version), detector=detector, limits=limits,
             loaded_at=time.time(), load_seconds=time.perf_counter() - started,
         )
+
+
+def _all_registered_models(client, prefix: str) -> list:
+    """Every registered model whose name starts with `prefix`, page by page."""
+    models, token = [], None
+    while True:
+        page = client.search_registered_models(filter_string=f"name LIKE '{prefix}%'", max_results=100,
+                                               page_token=token)
+        models += list(page)
+        token = getattr(page, "token", None)
+        if not token:
+            return models
 
 
 def detector_min_seconds(features: FeatureConfig) -> float:

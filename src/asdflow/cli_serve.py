@@ -97,7 +97,7 @@ def serve(
     ),
     print_only: bool = typer.Option(False, "--print", help="Print the command instead of running it."),
 ):
-    """Serve @champion of every configured machine type over HTTP (BentoML): /score, /score_batch, /readyz, /metrics."""
+    """Serve @champion of every machine type in the registry (or those `serving.machine_types` names) over HTTP (BentoML): /score, /score_batch, /readyz, /metrics."""
     overrides = {"tracking": {"tracking_uri": tracking_uri}} if tracking_uri else None
     cfg = load_config(config, profile, overrides)  # a bad config fails here, in one line
     run = serve_invocation(cfg, config, profile, host, port, tracking_uri)
@@ -105,9 +105,10 @@ def serve(
         exports = " ".join(f"{k}={v}" for k, v in run.env.items())
         typer.echo(f"cd {run.cwd} && {exports} {' '.join(run.argv)}")
         return
+    served = ", ".join(cfg.serving.machine_types) if cfg.serving.machine_types else "every machine type"
     typer.echo(
-        f"serving {', '.join(cfg.serving.machine_types)} (models:/{cfg.tracking.model_name_template}@champion) "
-        f"on {run.url}; ready when {run.url}/readyz answers 200",
+        f"serving {served} (models:/{cfg.tracking.model_name_template}@champion) "
+        f"on {run.url}; ready when {run.url}/readyz answers every champion loaded (a later one is picked up)",
         err=True,
     )
     os.chdir(run.cwd)

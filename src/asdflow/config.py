@@ -235,7 +235,9 @@ class ClusterConfig(StrictModel):
 class ServingConfig(StrictModel):
     """The BentoML detector service."""
 
-    machine_types: list[str] = Field(default_factory=lambda: ["fan", "pump"])
+    # None: every registered asd-<machine_type> model with a @champion (hot reload picks up new ones);
+    # a list narrows the server to those machine types
+    machine_types: list[str] | None = None
     host: str = "127.0.0.1"
     port: int = 3000
     min_seconds: float = 1.0

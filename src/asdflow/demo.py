@@ -77,7 +77,7 @@ def run_demo(project: str | Path, config: AsdflowConfig, echo: Callable[[str], N
 
     started = time.perf_counter()
     project = Path(project).resolve()
-    machines = config.serving.machine_types
+    machines = config.serving.machine_types or config.synth.machine_types  # the demo generates what it serves
     config = config.model_copy(update={"synth": config.synth.model_copy(update={"machine_types": machines})})
     data_dir = project / config.data.data_dir
     work_dir = project / "runs" / "pipeline"

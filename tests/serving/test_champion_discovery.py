@@ -1,0 +1,67 @@
+"""The server's machine types come from the registry: every asd-* model with a @champion, picked up
+as it appears; `serving.machine_types` only narrows. A real SQLite MLflow registry, real detectors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from asdflow.config import load_config
+
+from serving.champions import ChampionStore
+
+
+@pytest.fixture(scope="module")
+def detectors(tmp_path_factory, tiny_manifest, tiny_config) -> dict[str, Path]:
+    from asdflow.jobs import train_detector
+
+    work = tmp_path_factory.mktemp("discovery_detectors")
+    config = tiny_config.model_copy(update={"detector": tiny_config.detector.model_copy(update={"family": "twfr"})})
+    return {mt: Path(train_detector(tiny_manifest, mt, config, work / mt).detector_dir) for mt in ("fan", "pump")}
+
+
+def _config(tmp_path, **serving):
+    return load_config(profile="tiny", overrides={
+        "progress": False, "serving": serving,
+        "tracking": {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "artifact_location": str(tmp_path / "a")},
+    })
+
+
+def test_every_champion_is_served_and_a_later_one_is_picked_up(tmp_path, detectors):
+    from asdflow.registry.models import promote, register_detector
+
+    config = _config(tmp_path)
+    store = ChampionStore(config)
+    store.refresh()
+    assert store.machine_types == [] and not store.ready()
+    assert "has a @champion yet" in store.status()["error"]
+
+    fan = register_detector(detectors["fan"], "fan", config)
+    register_detector(detectors["pump"], "pump", config)  # a challenger only: not served
+    store.refresh()
+    assert store.machine_types == [] and not store.ready()
+
+    promote("fan", fan.version, None, config)
+    assert store.refresh() == {"fan": f"loaded {fan.version}"}
+    assert store.machine_types == ["fan"] and store.ready()
+
+    pump = register_detector(detectors["pump"], "pump", config)
+    promote("pump", pump.version, None, config)
+    assert store.refresh() == {"fan": "unchanged", "pump": f"loaded {pump.version}"}
+    assert store.ready() and set(store.status()["models"]) == {"fan", "pump"}
+
+
+def test_serving_machine_types_narrows_and_waits_for_each_listed_champion(tmp_path, detectors):
+    from asdflow.registry.models import promote, register_detector
+
+    config = _config(tmp_path, machine_types=["pump"])
+    fan = register_detector(detectors["fan"], "fan", config)
+    promote("fan", fan.version, None, config)
+    store = ChampionStore(config)
+    assert store.refresh().keys() == {"pump"} and not store.ready()
+    assert "asd-pump has no @champion" in store.status()["models"]["pump"]["error"]
+    pump = register_detector(detectors["pump"], "pump", config)
+    promote("pump", pump.version, None, config)
+    store.refresh()
+    assert store.machine_types == ["pump"] and store.ready() and store.get("fan") is None
