@@ -165,7 +165,7 @@ def run_locally(
     }
     if fleet:
         jobs = [("fleet", build_fleet_pipeline(config, gpu=False, parallelism=1),
-                 {"machine_types": list(machine_types), **arguments})]
+                 {"machine_types": ",".join(machine_types), **arguments})]
     else:
         pipeline = build_training_pipeline(config, gpu=False)
         jobs = [(m, pipeline, {"machine_type": m, **arguments}) for m in machine_types]

@@ -212,6 +212,8 @@ def evaluate(
         _say(f"{report.not_evaluated}; details in {out}")
         return
     _say(report.to_table())
+    if report.partial:
+        _say(report.partial)
     unlabelled = f" ({report.n_unlabelled} unlabelled test clip(s) scored, not evaluated)" if report.n_unlabelled else ""
     _say(f"official score {report.official:.4f}{unlabelled}; details in {out}")
 

@@ -99,3 +99,20 @@ def test_evaluate_without_labelled_anomalies_reports_why_instead_of_failing(tiny
     report = evaluate_clips(scores, plant, tmp_path)
     assert report.not_evaluated and "no labelled anomalies" in report.not_evaluated
     assert math.isnan(report.official) and (tmp_path / "evaluation.json").is_file()
+
+
+def test_a_few_labelled_clips_get_a_partial_score_marked_as_not_official(tiny_manifest, tmp_path):
+    """One anomaly and one target normal (a real DCASE machine of ../shared): no source AUC, no failure."""
+    import pandas as pd
+
+    from asdflow.jobs import evaluate_clips
+
+    fan = [r for r in tiny_manifest.records if r.machine_type == "fan"]
+    pick = ([r for r in fan if r.split == "test" and r.label == "anomaly"][:1]
+            + [r for r in fan if r.split == "test" and r.label == "normal" and r.domain == "target"][:1])
+    plant = Manifest(root=tiny_manifest.root, records=[r for r in fan if r.split == "train"] + pick)
+    scores = pd.DataFrame({"name": [r.name for r in pick], "machine_type": "fan", "score": [2.0, 1.0]})
+    report = evaluate_clips(scores, plant, tmp_path)
+    assert report.partial and "no source-domain normal clips" in report.partial
+    summary = report.machine_types["fan"]
+    assert math.isnan(summary.auc_source) and summary.auc_target == 1.0 and summary.official == pytest.approx(1.0)

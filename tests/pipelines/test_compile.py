@@ -153,11 +153,18 @@ def test_without_gpu_training_stays_on_cpu(config, tmp_path):
 
 def test_fleet_fans_out_over_machine_types_with_the_same_settings(config, tmp_path):
     spec, platform = compiled(build_fleet_pipeline(config, parallelism=2), tmp_path / "fleet.yaml")
-    (loop,) = spec["root"]["dag"]["tasks"].values()
-    assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--machine_types"
+    tasks = spec["root"]["dag"]["tasks"]
+    # fetched and validated once, then one branch per machine type that validation found
+    (loop_name,) = [n for n, t in tasks.items() if "parameterIterator" in t]
+    loop = tasks[loop_name]
+    assert sorted(n for n in tasks if n != loop_name) == ["fetch-data", "validate-data"]
+    assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--validate-data-Output"
     assert loop["iteratorPolicy"]["parallelismLimit"] == 2
-    defaults = spec["root"]["inputDefinitions"]["parameters"]["machine_types"]["defaultValue"]
-    assert defaults == config.serving.machine_types
+    assert tasks["validate-data"]["inputs"]["parameters"]["isolate"]["runtimeValue"]["constant"] is True
+    defaults = spec["root"]["inputDefinitions"]["parameters"]["machine_types"]
+    assert defaults["defaultValue"] == "", "every machine type the data holds"
+    inner = spec["components"][loop["componentRef"]["name"]]["dag"]["tasks"]
+    assert "fetch-data" not in inner and "validate-data" not in inner and "train-detector" in inner
     assert platform[TRAIN]["nodeSelector"]["labels"] == {
         CLUSTER["gpu"]["node_selector_key"]: CLUSTER["gpu"]["node_selector_value"]}
     assert set(spec["deploymentSpec"]["executors"]) == EXECUTORS

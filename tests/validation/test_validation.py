@@ -309,3 +309,22 @@ def test_unlabelled_test_clips_count_as_one_group_and_an_empty_test_split_still_
     no_test = Manifest(root=manifest.root, records=[r for r in manifest.records if r.split == "train"])
     result = validate_dataset(no_test, CONFIG, tmp_path / "out2", progress=False)
     assert not result.success and "min_test" in {e.key for e in result.failed_expectations()}
+
+
+def test_isolate_leaves_a_failing_machine_type_out_and_keeps_the_others(tmp_path):
+    from asdflow.validation import validate_stage
+
+    make_clean(tmp_path / "data", machines=("fan",))
+    for split, domain, label, index in CLEAN_LAYOUT[:2]:  # pump: two 8 kHz source train clips, no test
+        write_audio(tmp_path / "data" / "pump" / split / clip_name(split, domain, label, index), noise(index), 8000)
+    with pytest.raises(DataError, match="sample rate"):
+        validate_stage(tmp_path / "data", CONFIG, tmp_path / "strict")
+    result = validate_stage(tmp_path / "data", CONFIG, tmp_path / "fleet", isolate=True)
+    assert result.kept_manifest.machine_types() == ["fan"]
+    assert set(result.failed_machine_types) == {"pump"}
+    assert {"sample_rate", "both_domains[pump/train]"} <= set(result.failed_machine_types["pump"])
+    saved = json.loads((tmp_path / "fleet" / "validation.json").read_text())
+    assert set(saved["failed_machine_types"]) == {"pump"}
+    # nothing passes: no isolation, the run stops
+    with pytest.raises(DataError):
+        validate_stage(tmp_path / "data" / "pump", CONFIG, tmp_path / "none", isolate=True)

@@ -210,12 +210,18 @@ class AggregateScore(BaseModel):
     @classmethod
     def of(cls, sections: list[SectionScore]) -> "AggregateScore":
         values = [s.auc_source for s in sections] + [s.auc_target for s in sections] + [s.pauc for s in sections]
+        present = [v for v in values if math.isfinite(v)]  # a partial evaluation may lack a domain's AUC
+
+        def mean(xs: list[float]) -> float:
+            xs = [x for x in xs if math.isfinite(x)]
+            return float(np.mean(xs)) if xs else math.nan
+
         return cls(
-            auc_source=float(np.mean([s.auc_source for s in sections])),
-            auc_target=float(np.mean([s.auc_target for s in sections])),
-            pauc=float(np.mean([s.pauc for s in sections])),
-            official=official_hmean(values),
-            arithmetic_mean=float(np.mean(values)),
+            auc_source=mean([s.auc_source for s in sections]),
+            auc_target=mean([s.auc_target for s in sections]),
+            pauc=mean([s.pauc for s in sections]),
+            official=official_hmean(present) if present else math.nan,
+            arithmetic_mean=mean(values),
             n_sections=len(sections),
         )
 
@@ -224,6 +230,7 @@ class EvaluationReport(BaseModel):
     max_fpr: float = MAX_FPR
     n_unlabelled: int = 0  # scored test clips without a label (eval sets): in the submission, not in the score
     not_evaluated: str | None = None  # why the scores are NaN (no labelled anomalies: the gate simulates them)
+    partial: str | None = None  # what the clips lacked for the official score (then computed on what there is)
     sections: list[SectionScore] = Field(default_factory=list)
     machine_types: dict[str, AggregateScore] = Field(default_factory=dict)
     overall: AggregateScore
@@ -323,19 +330,52 @@ def official_hmean(values: list[float]) -> float:
 # -- scoring ------------------------------------------------------------------
 
 
+def _partial_report(frame: pd.DataFrame, gaps: list[str], max_fpr: float) -> EvaluationReport:
+    sections = []
+    for (machine_type, section), group in frame.groupby(["machine_type", "section"], sort=True):
+        y, s, domain = group["y"].to_numpy(), group["score"].to_numpy(), group["domain"].to_numpy()
+        if not (y == 1).any() or not (y == 0).any():
+            continue
+        auc = {}
+        for name in DOMAINS:
+            keep = (domain == name) | (y == 1)
+            auc[name] = float(roc_auc_score(y[keep], s[keep])) if ((domain == name) & (y == 0)).any() else math.nan
+        pauc = float(roc_auc_score(y, s, max_fpr=max_fpr))
+        present = [v for v in (auc["source"], auc["target"], pauc) if math.isfinite(v)]
+        sections.append(SectionScore(
+            machine_type=machine_type, section=section, auc_source=auc["source"], auc_target=auc["target"],
+            pauc=pauc, official=official_hmean(present),
+            n_source_normal=int(((domain == "source") & (y == 0)).sum()),
+            n_target_normal=int(((domain == "target") & (y == 0)).sum()), n_anomaly=int((y == 1).sum()),
+        ))
+    if not sections:
+        raise EvaluationError("cannot compute AUC and pAUC: " + "; ".join(gaps))
+    machine_types = {m: AggregateScore.of([x for x in sections if x.machine_type == m])
+                     for m in sorted({x.machine_type for x in sections})}
+    return EvaluationReport(max_fpr=max_fpr, sections=sections, machine_types=machine_types,
+                            overall=AggregateScore.of(sections),
+                            partial="not the official score: " + "; ".join(gaps))
+
+
 def evaluate_scores(
-    ground_truth: pd.DataFrame, scores: Mapping[str, float], max_fpr: float = MAX_FPR
+    ground_truth: pd.DataFrame, scores: Mapping[str, float], max_fpr: float = MAX_FPR, partial: bool = False
 ) -> EvaluationReport:
     """The official DCASE score of `scores` (name -> anomaly score) against `ground_truth`.
 
     `ground_truth` is `ground_truth_from_manifest(...)` or any frame with its columns.
     Raises EvaluationError, before computing anything, when the scored names differ
     from the ground-truth names, a score is not finite, or a section lacks source
-    normals, target normals or anomalies.
+    normals, target normals or anomalies. `partial`: a section that lacks normals of a
+    domain gets NaN for that AUC and its official score is the harmonic mean of what it
+    has; a section without anomalies is left out; `report.partial` says what was missing
+    (a plant's few labelled clips: a score, marked as not the official one).
     """
     if not 0 < max_fpr <= 1:
         raise EvaluationError(f"max_fpr must be in (0, 1], got {max_fpr}")
     frame = scored_frame(ground_truth, scores)
+    gaps = section_gaps(frame) if partial else []
+    if partial and gaps:
+        return _partial_report(frame, gaps, max_fpr)
     _check_sections(frame)
 
     sections = [
@@ -367,8 +407,8 @@ def scored_frame(ground_truth: pd.DataFrame, scores: Mapping[str, float]) -> pd.
     })
 
 
-def _check_sections(frame: pd.DataFrame) -> None:
-    """Every section needs normals in both domains and anomalies: list every gap at once."""
+def section_gaps(frame: pd.DataFrame) -> list[str]:
+    """What each section lacks for the official score (normals of a domain, anomalies)."""
     problems = []
     for (machine_type, section), group in frame.groupby(["machine_type", "section"], sort=True):
         normal = group[group["y"] == 0]
@@ -377,6 +417,12 @@ def _check_sections(frame: pd.DataFrame) -> None:
                 problems.append(f"{machine_type} section {section}: no {domain}-domain normal clips")
         if not (group["y"] == 1).any():
             problems.append(f"{machine_type} section {section}: no anomalous clips (source or target domain)")
+    return problems
+
+
+def _check_sections(frame: pd.DataFrame) -> None:
+    """Every section needs normals in both domains and anomalies: list every gap at once."""
+    problems = section_gaps(frame)
     if problems:
         raise EvaluationError("cannot compute AUC and pAUC: " + "; ".join(problems))
 

@@ -12,6 +12,7 @@ deleted or moved.
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -65,6 +66,8 @@ class ValidationResult(BaseModel):
     kept_manifest_csv: str | None = None
     clip_stats_csv: str
     elapsed_s: float = 0.0
+    # with `isolate`: machine types left out because their clips or groups failed -> the failed checks
+    failed_machine_types: dict[str, list[str]] = Field(default_factory=dict)
 
     def failed_expectations(self) -> list[ExpectationResult]:
         """What blocks the run: everything that failed, or with quarantine what still fails."""
@@ -169,22 +172,53 @@ def validate_stage(
     machine_types: list[str] | None = None,
     quarantine: bool | None = None,
     progress: bool | None = None,
+    isolate: bool = False,
 ) -> ValidationResult:
     """The validate stage of a pipeline: read the clips under `data_dir` (of `machine_types`, None =
     all), validate them (reports into `out_dir`), stop with DataError when the run must stop, else
     save the kept manifest into `manifest_dir` (default `out_dir`) and return the result.
 
     The manifest is built from the clips themselves: a manifest.csv versioned with the data
-    would name another folder. `progress` None: the config's (False for a bare ValidationConfig)."""
+    would name another folder. `progress` None: the config's (False for a bare ValidationConfig).
+    `isolate` (the fleet): machine types that fail are left out and named, the others go on."""
     from asdflow.data.dcase_reader import build_manifest
 
     if progress is None:
         progress = config.progress if isinstance(config, AsdflowConfig) else False
     validation = config.validation if isinstance(config, AsdflowConfig) else config
     clips = build_manifest(data_dir, machine_types or None, progress=progress)
-    result = raise_on_failure(validate_dataset(clips, validation, out_dir, quarantine=quarantine, progress=progress))
+    result = validate_dataset(clips, validation, out_dir, quarantine=quarantine, progress=progress)
+    if isolate and not result.success:
+        result = isolate_machine_types(result)
+        write_json(result, Path(out_dir) / "validation.json")
+    result = raise_on_failure(result)
     result.kept_manifest.save(manifest_dir if manifest_dir is not None else out_dir)
     return result
+
+
+def isolate_machine_types(result: ValidationResult) -> ValidationResult:
+    """The machine types whose clips and groups pass, when others fail: the failing ones are left out
+    of the kept manifest and named with their failed checks (a fleet trains the rest). When every
+    machine type fails, or a check failed without naming clips or groups, the result stays failed."""
+    checks = result.after_quarantine if result.quarantine else result.expectations
+    blamed: dict[str, list[str]] = {}
+    for check in (c for c in checks if not c.success):
+        # rows (clip ids, groups) start with the machine type; a per-machine check names it in its key
+        named = [item.split("/", 1)[0] for item in check.failing] or re.findall(r"\[([^/\]]+)", check.key)
+        if not named or check.error:  # GX could not evaluate it, or it blames no machine type
+            return result
+        for machine in named:
+            blamed.setdefault(machine, []).append(check.key)
+    for cid in result.failing_clips if not result.quarantine else []:
+        blamed.setdefault(cid.split("/", 1)[0], []).append("clip checks")
+    machines = set(result.kept_manifest.machine_types())
+    if not machines - set(blamed):
+        return result
+    kept = Manifest(root=result.kept_manifest.root,
+                    records=[r for r in result.kept_manifest.records if r.machine_type not in blamed])
+    failed = {m: sorted(set(keys)) for m, keys in sorted(blamed.items())}
+    return result.model_copy(update={"success": True, "kept_manifest": kept, "n_kept": len(kept.records),
+                                     "failed_machine_types": failed})
 
 
 def raise_on_failure(result: ValidationResult) -> ValidationResult:
