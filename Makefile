@@ -47,11 +47,15 @@ benchmarks: $(STAMP)
 	$(PY) benchmarks/twfr_speed.py
 
 # Container images (infra/docker); needs a Docker engine and says so when there is none.
+# The commit they are built from goes in as the build argument ASDFLOW_GIT_COMMIT (the runs'
+# git_commit, the OCI revision label); expanded only by the targets that use it.
+GIT_COMMIT = $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+
 images: $(STAMP)
-	PY=$(PY) bash scripts/build_images.sh
+	ASDFLOW_GIT_COMMIT=$(GIT_COMMIT) PY=$(PY) bash scripts/build_images.sh
 
 images-push: $(STAMP)
-	PY=$(PY) bash scripts/build_images.sh --push
+	ASDFLOW_GIT_COMMIT=$(GIT_COMMIT) PY=$(PY) bash scripts/build_images.sh --push
 
 # Re-resolve requirements.in into requirements.lock (needs the registries).
 lock:

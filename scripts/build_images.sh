@@ -70,9 +70,13 @@ if (( ! dry_run )); then
   fi
 fi
 
+# The commit the images are built from (the runs' git_commit, the OCI revision label):
+# $ASDFLOW_GIT_COMMIT as `make images` sets it, else this checkout's HEAD.
+commit="${ASDFLOW_GIT_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}"
+
 export DOCKER_BUILDKIT=1
 while read -r dockerfile tag; do
-  run docker build --file "$dockerfile" --tag "$tag" .
+  run docker build --file "$dockerfile" --tag "$tag" --build-arg "ASDFLOW_GIT_COMMIT=$commit" .
 done <<<"$images"
 
 if (( push )); then

@@ -3,7 +3,10 @@
 The version of the data is the git commit of `data.dvc` (the pointer file holding the
 data folder's hash); the pipeline takes that revision and reads the data back from the
 remote (`materialize_data`), so a run can always be repeated on the same clips, even
-after the workspace copy is gone.
+after the workspace copy is gone. The fetch step first resolves the revision it was given
+(`resolve_data_lineage`: HEAD or a tag -> the full commit, and data.dvc's hash at that
+commit), reads the data at that commit, and leaves the record in the fetched folder
+(`write_lineage`), where the register step finds which data the run trained on.
 
 DVC runs as its CLI in a subprocess of this interpreter (`python -m dvc`): the CLI is
 DVC's documented, stable surface, its errors arrive as one readable line, and nothing
@@ -20,12 +23,13 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel
 
 from asdflow.config import DataVersionConfig
-from asdflow.errors import DataError
+from asdflow.errors import DataError, one_line
 
 WORKSPACE = "workspace"  # the revision name of data not (yet) committed to git
 DVC_SETUP_FILES = (".dvc/config", ".dvc/.gitignore", ".dvcignore")
@@ -218,6 +222,23 @@ def _revision_of_pointer(project: Path, pointer: str) -> str:
     return rev or WORKSPACE
 
 
+def _commit_of(repo: Path, rev: str, where: str) -> str:
+    """The full sha of the commit `rev` (HEAD, a branch, a tag, a short sha) names in `repo`."""
+    resolved = _git(repo, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", check=False)
+    if resolved.returncode != 0:
+        raise DataError(f"unknown git revision {rev!r} in {where}")
+    return resolved.stdout.strip()
+
+
+def _pointer_at(repo: Path, commit: str, pointer: str, where: str) -> tuple[str, int, int]:
+    """(md5, number of files, size) of the pointer file as committed at `commit`, not as in the working copy."""
+    shown = _git(repo, "show", f"{commit}:{pointer}", check=False)  # "./data.dvc": relative to a subdir project
+    name = pointer.removeprefix("./")
+    if shown.returncode != 0:
+        raise DataError(f"revision {commit} of {where} has no {name}: the data was not versioned there")
+    return _parse_pointer(shown.stdout, f"{name} at {commit}")
+
+
 # ---------------------------------------------------------------- public API
 
 
@@ -403,14 +424,8 @@ def materialize_data(
         _require_dvc_repo(project)
         if _git_root(project) is None:
             raise DataError(f"revision {rev!r}: {project} is not a git repository (only 'workspace' exists)")
-        resolved = _git(project, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", check=False)
-        if resolved.returncode != 0:
-            raise DataError(f"unknown git revision {rev!r} in {project}")
-        rev = resolved.stdout.strip()
-        shown = _git(project, "show", f"{rev}:./{pointer}", check=False)
-        if shown.returncode != 0:
-            raise DataError(f"revision {rev} of {project} has no {pointer}: the data was not versioned there")
-        _md5, expected_files, _size = _parse_pointer(shown.stdout, f"{pointer} at {rev}")
+        rev = _commit_of(project, rev, str(project))
+        _md5, expected_files, _size = _pointer_at(project, rev, f"./{pointer}", str(project))
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
@@ -443,3 +458,126 @@ def materialize_data(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return dest
+
+
+# ---------------------------------------------------------------- lineage
+
+LINEAGE_FILE = ".asdflow-lineage.json"  # a dot file: the DCASE reader and validation never take it for data
+
+
+class DataLineage(BaseModel):
+    """Which data a run read: the revision it was asked for, the commit that revision named when
+    the data was fetched, and the data hash data.dvc held at that commit."""
+
+    requested: str  # as given: HEAD, a branch, a tag, a short sha, or "workspace"
+    commit: str  # the full sha whose data.dvc was read, or "workspace" (the folder as it was on disk)
+    data_hash: str | None = None  # outs[0].md5 of data.dvc ("<md5>.dir") at `commit`; None: no pointer to read
+    data_hash_source: Literal["dvc@commit", "dvc-workspace"] | None = None  # the working data.dvc may lag the folder
+    base_commit: str | None = None  # workspace data only: the project's HEAD then (None outside git)
+    project: str  # the checkout or git URL it came from
+
+    @property
+    def committed(self) -> bool:
+        return self.commit != WORKSPACE
+
+    @classmethod
+    def from_json(cls, text: str, source: str) -> DataLineage:
+        try:
+            return cls.model_validate_json(text)
+        except ValueError as err:  # pydantic's ValidationError is a ValueError
+            raise DataError(f"{source}: not a data lineage record ({one_line(err)})") from None
+
+
+def _workspace_lineage(project_dir: str | Path, requested: str, cfg: DataVersionConfig) -> DataLineage:
+    if not _is_local(project_dir):
+        raise DataError(f"revision 'workspace' needs a local project folder, not {project_dir}")
+    project = Path(project_dir).resolve()
+    if not project.is_dir():
+        raise DataError(f"project folder not found: {project} (revision 'workspace')")
+    pointer = project / _pointer(cfg.data_dir)
+    md5 = _parse_pointer(pointer.read_text(), str(pointer))[0] if pointer.exists() else None
+    return DataLineage(
+        requested=requested, commit=WORKSPACE, data_hash=md5, data_hash_source="dvc-workspace" if md5 else None,
+        base_commit=_head_commit(project), project=str(project),
+    )
+
+
+def _head_commit(project: Path) -> str | None:
+    """HEAD's full sha, or None outside git or before the first commit."""
+    if _git_root(project) is None:
+        return None
+    head = _git(project, "rev-parse", "--verify", "--quiet", "HEAD", check=False)
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() or None
+
+
+def _committed_lineage(repo: Path, requested: str, pointer: str, where: str) -> DataLineage:
+    commit = _commit_of(repo, requested, where)
+    md5, _n_files, _size = _pointer_at(repo, commit, pointer, where)
+    return DataLineage(requested=requested, commit=commit, data_hash=md5, data_hash_source="dvc@commit", project=where)
+
+
+def resolve_data_lineage(
+    project_dir: str | Path, rev: str, config: DataVersionConfig | None = None, timeout: float = DEFAULT_TIMEOUT_S
+) -> DataLineage:
+    """The commit `rev` names now and the data hash its data.dvc holds, for a checkout or a git URL.
+
+    Resolve first, then fetch at `lineage.commit` (not `rev`): a branch that moves meanwhile cannot
+    make the data read differ from the commit recorded. A git URL is read through a bare clone (the
+    code repository; the data stays in DVC). `rev="workspace"`: the folder as it is, recorded as
+    such, with the working data.dvc's hash (if any) and HEAD as `base_commit`.
+    """
+    cfg = _config(config)
+    if rev == WORKSPACE:
+        return _workspace_lineage(project_dir, rev, cfg)
+    pointer = _pointer(cfg.data_dir)
+    if _is_local(project_dir):
+        project = Path(project_dir).resolve()
+        _require_dvc_repo(project)
+        if _git_root(project) is None:
+            raise DataError(f"revision {rev!r}: {project} is not a git repository (only 'workspace' exists)")
+        return _committed_lineage(project, rev, f"./{pointer}", str(project))
+    with tempfile.TemporaryDirectory(prefix="asdflow-lineage-") as tmp:
+        clone = _bare_clone(str(project_dir), Path(tmp) / "repo.git", rev, timeout)
+        return _committed_lineage(clone, rev, pointer, str(project_dir))
+
+
+def _bare_clone(url: str, into: Path, rev: str, timeout: float) -> Path:
+    """A bare clone of the code repository at `url`, without file contents until asked (data.dvc's only)."""
+    what = f"cannot read revision {rev!r} of {url}"
+    try:
+        done = subprocess.run(
+            ["git", "clone", "--quiet", "--bare", "--filter=blob:none", url, str(into)],
+            capture_output=True, text=True, timeout=timeout, env=_env(url),
+        )
+    except subprocess.TimeoutExpired:
+        raise DataError(f"{what}: git clone took over {timeout:.0f} s") from None
+    if done.returncode != 0:
+        reason = (done.stderr or done.stdout).strip().splitlines()
+        raise DataError(f"{what}: {reason[-1] if reason else 'git clone failed'}")
+    return into
+
+
+def write_lineage(folder: str | Path, lineage: DataLineage) -> Path:
+    """Record `lineage` in the fetched data folder, where any step that holds the data (or a manifest
+    whose root is that folder) finds it."""
+    path = Path(folder) / LINEAGE_FILE
+    path.write_text(lineage.model_dump_json(indent=2) + "\n")
+    return path
+
+
+def carry_lineage(source: str | Path, target: str | Path) -> Path | None:
+    """Copy the lineage record of `source` (a fetched folder, or a manifest folder that carries one) into
+    `target`: the validated manifest and the separated clips travel with the record of which data they
+    come from, so a step that receives only them (register) can tell."""
+    lineage = read_lineage(source)
+    return write_lineage(target, lineage) if lineage is not None else None
+
+
+def read_lineage(folder: str | Path) -> DataLineage | None:
+    """The lineage `write_lineage` left in `folder`, or None when there is none (data not fetched by asdflow)."""
+    path = Path(folder) / LINEAGE_FILE
+    if not path.is_file():
+        return None
+    return DataLineage.from_json(path.read_text(), str(path))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import re
 import subprocess
@@ -53,7 +54,7 @@ class TrainingRun(BaseModel):
     machine_type: str
     git_commit: str | None = None
     data_hash: str | None = None
-    data_hash_source: str | None = None  # "given" | "dvc" | "manifest"
+    data_hash_source: str | None = None  # "given" (or the giver's own word, e.g. "dvc@commit") | "dvc" | "manifest"
     metrics: dict[str, float] = Field(default_factory=dict)
     artifacts: list[str] = Field(default_factory=list)  # artifact paths inside the run
 
@@ -185,8 +186,23 @@ def artifact_progress(enabled: bool) -> Iterator[None]:
 # -- provenance ----------------------------------------------------------------
 
 
+GIT_COMMIT_ENV = "ASDFLOW_GIT_COMMIT"  # baked into the images (build argument): they carry no .git
+UNKNOWN_COMMIT = "unknown"  # the images' default when built without the build argument
+
+
+def commit_from_environment() -> str | None:
+    """$ASDFLOW_GIT_COMMIT, unless unset, empty or the images' "unknown" placeholder."""
+    value = os.environ.get(GIT_COMMIT_ENV, "").strip()
+    return value if value and value != UNKNOWN_COMMIT else None
+
+
 def git_commit(project_dir: str | Path | None = None) -> str | None:
-    """`git rev-parse HEAD` of the project, or None outside a repository / before the first commit."""
+    """The commit of the code that runs: $ASDFLOW_GIT_COMMIT when set (the images), else
+    `git rev-parse HEAD` of the project, else None (no repository, or before the first commit)."""
+    return commit_from_environment() or _git_head(project_dir)
+
+
+def _git_head(project_dir: str | Path | None) -> str | None:
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=str(project_dir or Path.cwd()),
@@ -294,6 +310,7 @@ def log_training_run(
     artifacts: Sequence[str | Path] = (),
     project_dir: str | Path | None = None,
     data_hash: str | None = None,
+    data_hash_source: str | None = None,
     run_name: str | None = None,
     tags: Mapping[str, str] | None = None,
 ) -> TrainingRun:
@@ -307,9 +324,10 @@ def log_training_run(
       computed if not given, and the ROC and histogram PNGs and the DCASE submission
       CSVs are written and logged; `artifacts` adds already-written files (PNGs go to
       plots/, submission CSVs to submission/, folders keep their name);
-    - tags: git_commit (None -> "unknown"), git_dirty, dvc_data_hash, machine_type,
-      detector_family; the data hash is `data_hash`, else data.dvc's md5 in
-      `project_dir`, else a digest of the training manifest;
+    - tags: git_commit ($ASDFLOW_GIT_COMMIT, else git, else "unknown"), git_dirty, dvc_data_hash,
+      data_hash_source, machine_type, detector_family; the data hash is `data_hash` (its source
+      `data_hash_source`, default "given"), else data.dvc's md5 in `project_dir`, else a digest of
+      the training manifest;
     - dataset inputs: the training manifest (context "training") and the evaluation
       manifest (context "evaluation") as pandas datasets whose digest is the data hash.
     """
@@ -319,9 +337,10 @@ def log_training_run(
 
     experiment_id = configure_tracking(config.tracking, project_dir)
     commit = git_commit(project_dir)
-    dirty = git_dirty(project_dir) if commit else None
+    # an image's baked commit says nothing of the checkout that may sit in the working directory
+    dirty = git_dirty(project_dir) if commit and not commit_from_environment() else None
     if data_hash:
-        hash_source = "given"
+        hash_source = data_hash_source or "given"
     elif (data_hash := dvc_data_hash(project_dir)) is not None:
         hash_source = "dvc"
     elif train_manifest is not None or eval_manifest is not None:
@@ -344,7 +363,9 @@ def log_training_run(
         if report is None:
             report = evaluate_scores(ground_truth, scores)
 
-    metrics: dict[str, float] = dict(report.to_metrics()) if report is not None else {}
+    not_evaluated = getattr(report, "not_evaluated", None)  # no labelled anomalies: NaN scores, not logged
+    metrics: dict[str, float] = {k: v for k, v in (report.to_metrics() if report is not None else {}).items()
+                                 if math.isfinite(v)}
     fit_info = detector_meta.get("fit_info") or {}
     for key, value in fit_info.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -367,6 +388,8 @@ def log_training_run(
     for key, choice in choices.items():
         run_tags[f"{key}.chosen"] = str(choice.get("chosen"))
         run_tags[f"{key}.strategy"] = str(choice.get("strategy"))
+    if not_evaluated:
+        run_tags["evaluation.not_evaluated"] = not_evaluated[:250]
     run_tags.update(tags or {})
 
     logged: list[str] = []
@@ -383,7 +406,7 @@ def log_training_run(
             logged.append("evaluation/report.json")
         with tempfile.TemporaryDirectory(prefix="asdflow-run-") as tmp:
             written: list[Path] = []
-            if ground_truth is not None and scores is not None:
+            if ground_truth is not None and scores is not None and not not_evaluated:
                 written += _write_evaluation_files(Path(tmp), machine_type, ground_truth, scores, threshold)
             for key, choice in choices.items():
                 written += _write_selection_files(Path(tmp), machine_type, key, choice)
