@@ -18,8 +18,10 @@ separation steps (`separation.enabled`, `separation.use`):
 - disabled, or `use: original` with separation enabled: the separator is still trained,
   evaluated and registered (`sep-<mt>`) and the clips denoised, but the detector trains and
   is scored on the original clips;
-- `use: separated`: train, score, evaluate, register and gate all read the separated
-  dataset (the denoise step's output is both their `data` and their `manifest`);
+- `use: separated`: train, score, evaluate and register read the separated dataset (the
+  denoise step's output is both their `data` and their `manifest`); the registered model
+  carries the separator and applies it, so the gate scores the original clips through it,
+  exactly as the server will;
 - `use: both`: the detector trains on the original clips plus the separated train clips
   (`extra_train`), and is scored and gated on the original clips.
 Likewise `synthesis.enabled` adds prompts -> Tango fine-tuning (GPU) -> generation (GPU), and
@@ -60,6 +62,7 @@ class DetectorInputs(NamedTuple):
     manifest: PipelineChannel
     extra_train: Optional[PipelineChannel] = None
     synthetic: Optional[PipelineChannel] = None  # generated normals that join training
+    separator: Optional[PipelineChannel] = None  # `use: separated`: registered with the detector, applied when served
 
 
 class _Steps:
@@ -123,7 +126,7 @@ def _separation(s: _Steps, original: DetectorInputs, machine_type, settings: dic
     separated = denoised.outputs["separated"]
     use = s.config.separation.use
     if use == "separated":
-        return DetectorInputs(data=separated, manifest=separated)
+        return original._replace(data=separated, manifest=separated, separator=trained.outputs["separator"])
     if use == "both":
         return original._replace(extra_train=separated)
     return original
@@ -169,6 +172,8 @@ def _train_score_evaluate_register(s: _Steps, inputs: DetectorInputs, machine_ty
     evaluated = s.step(s.evaluate(scores=scored.outputs["scores"], manifest=inputs.manifest),
                        f"evaluate (DCASE score){label}")
     before = {"registered_before": registered_before} if registered_before is not None else {}
+    if inputs.separator is not None:  # the registered model carries the separator it was trained behind
+        before["separator"] = inputs.separator
     registered = s.step(
         s.register(detector=detector, manifest=inputs.manifest, scores=scored.outputs["scores"],
                    evaluation=evaluated.outputs["evaluation"], machine_type=machine_type,
@@ -198,7 +203,6 @@ def build_training_pipeline(config: AsdflowConfig, gpu: bool = True) -> GraphCom
     need one). The config's profile is the default of the `config_profile` parameter.
     """
     steps = _Steps(config, gpu)
-    separation, synthesis, simulation = config.separation.enabled, config.synthesis.enabled, config.simulation.enabled
 
     @dsl.pipeline(name=PIPELINE_NAME, description="Train, evaluate, register and gate one machine type's detector.")
     def training(
@@ -209,17 +213,27 @@ def build_training_pipeline(config: AsdflowConfig, gpu: bool = True) -> GraphCom
         config_overrides: str = "{}",
     ) -> TrainingOutputs:
         settings = {"config_profile": config_profile, "config_overrides": config_overrides}
-        original = inputs = _fetch_and_validate(steps, machine_type, project, data_version, settings)
-        if separation:
-            inputs = _separation(steps, inputs, machine_type, settings)
-        if synthesis:
-            inputs = _synthesis(steps, original, inputs, machine_type, settings)
-        if simulation:
-            _simulation(steps, original, machine_type, settings)
-        registered = None  # chained: each register step returns every version registered before it and its own
-        for family in families(config):
-            registered = _train_score_evaluate_register(steps, inputs, machine_type, data_version, settings,
-                                                        family, registered)
-        return _gate_promote(steps, inputs, registered, machine_type, settings)
+        original = _fetch_and_validate(steps, machine_type, project, data_version, settings)
+        return machine_type_stages(steps, original, machine_type, data_version, settings)
 
     return training
+
+
+def machine_type_stages(steps: _Steps, original: DetectorInputs, machine_type, data_version,
+                        settings: dict) -> TrainingOutputs:
+    """Everything after validation for one machine type, on the fetched and validated clips `original`
+    (the training pipeline's own, or the fleet's shared ones)."""
+    config = steps.config
+    inputs = original
+    if config.separation.enabled:
+        inputs = _separation(steps, inputs, machine_type, settings)
+    if config.synthesis.enabled:
+        inputs = _synthesis(steps, original, inputs, machine_type, settings)
+    if config.simulation.enabled:
+        _simulation(steps, original, machine_type, settings)
+    registered = None  # chained: each register step returns every version registered before it and its own
+    for family in families(config):
+        registered = _train_score_evaluate_register(steps, inputs, machine_type, data_version, settings,
+                                                    family, registered)
+    # the gate scores the original clips through each registered model's whole path, as the server will
+    return _gate_promote(steps, original, registered, machine_type, settings)

@@ -9,9 +9,10 @@ loaded and warmed on that thread while requests go on with the old one, then swa
 in with one assignment, so a request sees either the old model or the new one, whole.
 A failed load keeps the old model and says why in `status()`.
 
-The detector is taken out of the registered pyfunc model (its `detector` artifact, read
-back by `load_detector` in the pyfunc's load_context) and called directly, batch by
-batch, instead of through pyfunc predict's DataFrame round trip.
+The scoring path is taken out of the registered pyfunc model (its `detector` artifact and,
+for a detector trained on separated audio, its `separator`, read back in the pyfunc's
+load_context) and called directly, batch by batch, instead of through pyfunc predict's
+DataFrame round trip: the same `ScoringPath` the pyfunc (and so the gate) scores with.
 
 No BentoML here: serving/service.py wraps this in the HTTP service.
 """
@@ -46,6 +47,7 @@ class LoadedChampion:
     version: str
     detector: Detector
     limits: ClipLimits
+    path: Any  # asdflow.registry.pyfunc_model.ScoringPath: [separator ->] detector, as the gate scored it
     loaded_at: float  # time.time()
     load_seconds: float
 
@@ -228,18 +230,19 @@ class ChampionStore:
         self._mlflow_client()
         with artifact_progress(False):
             pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
-        detector = getattr(pyfunc.unwrap_python_model(), "detector", None)
-        if not isinstance(detector, Detector):
+        wrapped = pyfunc.unwrap_python_model()
+        path, detector = getattr(wrapped, "path", None), getattr(wrapped, "detector", None)
+        if path is None or not isinstance(detector, Detector):
             raise AsdflowError(f"{name} version {version} is not an asdflow detector model")
         if detector.threshold is None:
             raise AsdflowError(f"{name} version {version} has no decision threshold")
         if detector.machine_type not in (None, machine_type):
             raise AsdflowError(f"{name} version {version} holds a {detector.machine_type} detector")
         limits = clip_limits(self.config.serving, detector)
-        warm_up(detector, limits)
+        warm_up(path, limits)
         return LoadedChampion(
             machine_type=machine_type, name=name, version=str(version), detector=detector, limits=limits,
-            loaded_at=time.time(), load_seconds=time.perf_counter() - started,
+            path=path, loaded_at=time.time(), load_seconds=time.perf_counter() - started,
         )
 
 
@@ -270,11 +273,12 @@ def clip_limits(serving: ServingConfig, detector: Detector) -> ClipLimits:
     return limits if limits.min_seconds >= floor else replace(limits, min_seconds=floor)
 
 
-def warm_up(detector: Detector, limits: ClipLimits) -> float:
-    """One dummy inference (lazy modules built, first-call costs paid); its score must be finite."""
+def warm_up(path, limits: ClipLimits) -> float:
+    """One dummy inference through the whole scoring path (lazy modules built, first-call costs paid);
+    its score must be finite."""
     seconds = min(max(WARMUP_SECONDS, limits.min_seconds), limits.max_seconds)
     noise = np.random.default_rng(0).standard_normal(int(seconds * limits.target_sr)).astype(np.float32) * 0.01
-    score = float(np.asarray(detector.score_waveforms([noise]))[0])
+    score = float(np.asarray(path.score([noise]))[0])
     if not np.isfinite(score):
         raise AsdflowError(f"warm-up inference gave a non-finite score ({score})")
     return score

@@ -6,7 +6,9 @@
 Endpoints
 - POST /score        one clip: a multipart upload (`audio` file + `machine_type` field) or
                      JSON {"machine_type", "waveform": [floats], "sample_rate"} or
-                     {"machine_type", "audio_base64"}; returns score, threshold, decision,
+                     {"machine_type", "audio_base64"}; optional `domain`, `section`, `attributes`
+                     (read from the upload's DCASE file name when absent) condition a family
+                     that uses them (conditional_ae); returns score, threshold, decision,
                      model version and notes on what was done to the clip (stereo mixed
                      down, resampled).
 - POST /score_batch  JSON {"clips": [{"machine_type", "waveform" | "audio_base64", ...}]},
@@ -153,6 +155,12 @@ class ScoreInput(IODescriptor):
     audio_base64: Optional[str] = None  # JSON: an audio file, base64-encoded
     waveform: Optional[list[float]] = None  # JSON: mono samples in [-1, 1]
     sample_rate: Optional[int] = None  # of `waveform` (default: the detector's)
+    # the clip's conditions, for a family that conditions on them (conditional_ae); from the
+    # uploaded file's DCASE name when not given
+    domain: Optional[str] = None  # source | target
+    section: Optional[str] = None  # "00"
+    attributes: Optional[dict[str, str]] = None  # multipart: a JSON object as text
+    filename: Optional[str] = None  # the upload's file name (multipart sets it)
 
     @classmethod
     async def from_http_request(cls, request, serde) -> "ScoreInput":
@@ -171,11 +179,13 @@ class ScoreInput(IODescriptor):
                 if key != "audio":
                     raise _invalid_body("unexpected_file", f"unexpected file part {key!r}: send the clip as `audio`")
                 data["audio"] = await value.read()
-            elif key == "waveform":
+                data.setdefault("filename", value.filename)
+            elif key in ("waveform", "attributes"):
                 try:
                     data[key] = json.loads(value)
                 except ValueError:
-                    raise _invalid_body("waveform_invalid", "`waveform` form field is not a JSON array") from None
+                    what = "a JSON array" if key == "waveform" else "a JSON object"
+                    raise _invalid_body(f"{key}_invalid", f"`{key}` form field is not {what}") from None
             else:
                 data[key] = value
         return cls.model_validate(data)
@@ -187,6 +197,10 @@ class BatchClip(BaseModel):
     sample_rate: Optional[int] = None  # of `waveform` (default: the detector's)
     audio_base64: Optional[str] = None  # or: an audio file (wav, flac), base64-encoded
     id: Optional[str] = None  # echoed back
+    domain: Optional[str] = None  # the clip's conditions, as for /score
+    section: Optional[str] = None
+    attributes: Optional[dict[str, str]] = None
+    filename: Optional[str] = None  # a DCASE file name the conditions are read from when not given
 
 
 class BatchInput(IODescriptor):
@@ -350,16 +364,22 @@ class AnomalyDetector:
         audio_base64: Optional[str] = None,
         waveform: Optional[list[float]] = None,
         sample_rate: Optional[int] = None,
+        domain: Optional[str] = None,
+        section: Optional[str] = None,
+        attributes: Optional[dict[str, str]] = None,
+        filename: Optional[str] = None,
     ) -> ScoreResult:
-        """Score one clip: an uploaded audio file (`audio`), or JSON with `waveform` (+ `sample_rate`) or `audio_base64`."""
+        """Score one clip: an uploaded audio file (`audio`), or JSON with `waveform` (+ `sample_rate`) or
+        `audio_base64`; `domain`, `section`, `attributes` (or a DCASE file name) condition a family that uses them."""
         try:
             champion = self._champion(machine_type)
             clip = _decode(champion, audio, audio_base64, waveform, sample_rate, "uploaded audio")
+            record = clip_record(machine_type, domain, section, attributes, filename)
         except UploadError as err:
             return self._refuse(Refusal.from_upload_error(err))
         except Refusal as refusal:
             return self._refuse(refusal)
-        (_, outcome), = self._score_group([(0, champion, clip)], [None])
+        (_, outcome), = self._score_group([(0, champion, clip, record)], [None])
         if not outcome.ok:
             return Refusal(outcome.status, outcome.reason, outcome.error).response()
         return outcome.result
@@ -375,21 +395,22 @@ class AnomalyDetector:
     def score_batch(self, clips: list[BatchClip]) -> list[BatchResult]:
         """Score clips of any machine types; BentoML gathers the clips of concurrent requests into one call."""
         results: list[BatchResult | None] = [None] * len(clips)
-        pending: dict[str, list[tuple[int, LoadedChampion, DecodedClip]]] = {}
+        pending: dict[str, list[tuple[int, LoadedChampion, DecodedClip, Any]]] = {}
         for i, item in enumerate(clips):
             try:
                 champion = self._champion(item.machine_type)
                 clip = _decode(champion, None, item.audio_base64, item.waveform, item.sample_rate, "audio_base64")
+                record = clip_record(item.machine_type, item.domain, item.section, item.attributes, item.filename)
             except UploadError as err:
                 results[i] = _failed(item, self._refuse(Refusal.from_upload_error(err), respond=False))
                 continue
             except Refusal as refusal:
                 results[i] = _failed(item, self._refuse(refusal, respond=False))
                 continue
-            pending.setdefault(item.machine_type, []).append((i, champion, clip))
+            pending.setdefault(item.machine_type, []).append((i, champion, clip, record))
         for group in pending.values():
             # the version seen when the clip was decoded scores it, even if a swap happens meanwhile
-            by_version: dict[str, list[tuple[int, LoadedChampion, DecodedClip]]] = {}
+            by_version: dict[str, list[tuple[int, LoadedChampion, DecodedClip, Any]]] = {}
             for entry in group:
                 by_version.setdefault(entry[1].version, []).append(entry)
             for entries in by_version.values():
@@ -405,14 +426,18 @@ class AnomalyDetector:
         frames are refused as too_short before they get here (champions.clip_limits).
         """
         champion = entries[0][1]
+        records = [r for *_, r in entries]
         try:
-            scores = np.asarray(champion.detector.score_waveforms([c.waveform for _, _, c in entries]), dtype=float)
+            # the registered model's own path ([separator ->] detector), as the gate scored it
+            scores = np.asarray(champion.path.score([c.waveform for _, _, c, _ in entries],
+                                                    records if any(r is not None for r in records) else None),
+                                dtype=float)
         except AsdflowError as problem:  # DetectorError, or AudioError from the log-mel front end
             if len(entries) > 1:  # find the clip at fault, keep the others' scores
                 return [pair for entry in entries for pair in self._score_group([entry], clips)]
             return [(entries[0][0], self._unscorable(champion, clips[entries[0][0]], str(problem)))]
         out = []
-        for (i, _, clip), score in zip(entries, scores):
+        for (i, _, clip, _), score in zip(entries, scores):
             if not np.isfinite(score):
                 out.append((i, self._unscorable(champion, clips[i], f"no finite score for a {clip.duration:.3f} s clip")))
             else:
@@ -440,6 +465,28 @@ class AnomalyDetector:
         REFUSED.labels(reason=refusal.reason).inc()
         log.info("refused (%s %s): %s", refusal.status, refusal.reason, refusal.message)
         return refusal.response() if respond else refusal
+
+
+def clip_record(machine_type: str, domain: str | None, section: str | None,
+                attributes: dict[str, str] | None, filename: str | None):
+    """The clip's conditions as a ClipRecord for a family that conditions on them: the fields given,
+    else what a DCASE file name says; None when there is neither (the family's documented default)."""
+    from asdflow.data.manifest import ClipRecord
+    from asdflow.data.naming import parse_clip_name
+
+    parsed = parse_clip_name(Path(filename).name) if filename else None
+    if domain is None and section is None and attributes is None and parsed is None:
+        return None
+    domain = domain if domain is not None else (parsed.domain if parsed else None)
+    if domain not in (None, "", "source", "target"):
+        raise Refusal(422, "bad_domain", f"`domain` must be source or target, got {str(domain)[:40]!r}")
+    section = section if section is not None else (parsed.section if parsed else "00")
+    if not (isinstance(section, str) and section.isdigit() and len(section) <= 4):
+        raise Refusal(422, "bad_section", f"`section` must be digits such as \"00\", got {str(section)[:40]!r}")
+    chosen = attributes if attributes is not None else (parsed.attributes if parsed else {})
+    return ClipRecord(path="", name=Path(filename).name if filename else "upload.wav", machine_type=machine_type,
+                      section=section.zfill(2), domain=domain or None, split="test",
+                      attributes={str(k)[:64]: str(v)[:64] for k, v in list(chosen.items())[:32]})
 
 
 def _decode(

@@ -25,7 +25,8 @@ def denoise_data(
     from asdflow.separation.stages import denoise_stage
 
     config = component_config(config_profile, config_overrides)
-    result = denoise_stage(separator.path, Manifest.load(manifest.path), machine_type, separated.path, config.progress)
+    result = denoise_stage(separator.path, Manifest.load(manifest.path), machine_type, separated.path, config.progress,
+                           lineage_from=manifest.path)
     separated.metadata.update({"machine_type": machine_type, "n_clips": result.n_written,
                                "n_problems": len(result.problems)})
     if result.skipped_reason:

@@ -18,14 +18,23 @@ def register_challenger(
     config_profile: str,
     config_overrides: str,
     registered_before: str = "",
+    data_lineage: str = "",
+    separator: Input[Model] = None,
 ) -> str:
     """Log params, per-section metrics, plots, submission CSVs, git commit and data hash as one
     MLflow run, then register the detector into it as the pyfunc model `asd-<machine_type>`
     with alias `challenger`. Returns the new model version, after `registered_before` (the
-    versions this pipeline run registered already, comma-separated: one per detector family)."""
+    versions this pipeline run registered already, comma-separated: one per detector family).
+    `data_lineage`: the fetch step's lineage JSON (the commit fetched and data.dvc's hash there);
+    when not passed, the lineage file that travels with the manifest (validate and denoise carry
+    the fetch step's) is read.
+    `separator` (`separation.use: separated`): the separator the detector was trained behind; the
+    registered model carries and applies it, so the gate and the server score raw clips through it."""
     from asdflow.pipeline_ops import component_config
     from asdflow.registry import register_stage
 
     version = register_stage(detector.path, manifest.path, scores.path, evaluation.path, machine_type,
-                             component_config(config_profile, config_overrides), data_version=data_version).version
+                             component_config(config_profile, config_overrides), data_version=data_version,
+                             data_lineage=data_lineage,
+                             separator_dir=separator.path if separator is not None else None).version
     return ",".join(v for v in (registered_before, version) if v)

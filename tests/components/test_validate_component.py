@@ -24,7 +24,8 @@ def test_manifest_names_the_fetched_clips_of_the_machine_type(validated, fetched
     assert loaded.machine_types() == ["fan"] and len(loaded) > 0
     assert all(Path(r.path).is_relative_to(fetched.path) and Path(r.path).is_file() for r in loaded.records)
     assert {r.split for r in loaded.records} == {"train", "test", "supplemental"}
-    assert manifest.metadata == {"n_clips": len(loaded), "n_quarantined": 0}
+    assert manifest.metadata == {"n_clips": len(loaded), "n_quarantined": 0, "machine_types": ["fan"],
+                                 "failed_machine_types": []}
     summary = json.loads((Path(report.path) / "validation.json").read_text())
     assert summary["success"] is True
     assert (Path(report.path) / "validation.html").stat().st_size > 0

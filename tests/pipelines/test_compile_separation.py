@@ -64,8 +64,16 @@ def test_detector_steps_read_what_separation_use_says(tmp_path, use):
     data = {"original": ("fetch-data", "data"), "both": ("fetch-data", "data"),
             "separated": ("denoise-data", "separated")}[use]
     for name in DETECTOR_STEPS:
+        if name == "gate-challenger":  # the gate scores the original clips through each model's whole path
+            assert producer(dag[name], "manifest") == ("validate-data", "manifest"), name
+            assert producer(dag[name], "data") == ("fetch-data", "data"), name
+            continue
         assert producer(dag[name], "manifest") == expected, name
         assert producer(dag[name], "data") == data, name
+    # a detector trained on separated clips is registered with its separator (served = gated)
+    separator = dag["register-challenger"]["inputs"]["artifacts"].get("separator")
+    assert (producer(dag["register-challenger"], "separator") == ("separation-train", "separator")
+            if use == "separated" else separator is None)
     extra = dag["train-detector"]["inputs"]["artifacts"].get("extra_train")
     if use == "both":
         assert producer(dag["train-detector"], "extra_train") == ("denoise-data", "separated")

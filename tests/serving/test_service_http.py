@@ -50,6 +50,16 @@ def _wav(samples: np.ndarray, sr: int = SR, subtype: str = "PCM_16") -> bytes:
     return buf.getvalue()
 
 
+def serve_command(config_file: Path, *extra: str) -> tuple[list[str], dict[str, str], str]:
+    """argv, environment and URL of the real `asdflow serve` command function, as a one-command CLI
+    on a free port; no --host: the default must be loopback."""
+    port = free_port()
+    argv = [sys.executable, "-c", "import typer; from asdflow.cli_serve import serve; typer.run(serve)",
+            "--config", str(config_file), "--port", str(port), *extra]
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "BENTOML_DO_NOT_TRACK": "true"}
+    return argv, env, f"http://127.0.0.1:{port}"
+
+
 def _poll(check, deadline_s: float, what: str, process: subprocess.Popen | None = None, log: Path | None = None):
     """Call check() until it returns something truthy; fail with the server log after the deadline."""
     deadline = time.monotonic() + deadline_s
@@ -114,13 +124,8 @@ def served(tmp_path_factory) -> Served:
     promote("fan", fan.version, None, config)
     pump = register_detector(dirs["pump"], "pump", config)  # @challenger only, for now
 
-    port = free_port()
     log = work / "server.log"
-    # the real `asdflow serve` command function, as a one-command CLI; no --host: the default must be loopback
-    argv = [sys.executable, "-c", "import typer; from asdflow.cli_serve import serve; typer.run(serve)",
-            "--config", str(config_file), "--port", str(port)]
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "BENTOML_DO_NOT_TRACK": "true"}
-    url = f"http://127.0.0.1:{port}"
+    argv, env, url = serve_command(config_file)
     clips = {mt: Path(next(r.path for r in manifest.select(machine_type=mt, split="test").records))
              for mt in ("fan", "pump")}
     with running(argv, env=env, cwd=REPO_ROOT, log_path=log) as process:  # stopped, workers included, at the end

@@ -328,3 +328,15 @@ def test_isolate_leaves_a_failing_machine_type_out_and_keeps_the_others(tmp_path
     # nothing passes: no isolation, the run stops
     with pytest.raises(DataError):
         validate_stage(tmp_path / "data" / "pump", CONFIG, tmp_path / "none", isolate=True)
+
+
+def test_the_validated_manifest_carries_the_fetch_step_s_lineage(tmp_path):
+    from asdflow.data.versioning import DataLineage, read_lineage, write_lineage
+    from asdflow.validation import validate_stage
+
+    make_clean(tmp_path / "data", machines=("fan",))
+    lineage = DataLineage(project="/p", requested="HEAD", commit="a" * 40, data_hash="b" * 32,
+                          data_hash_source="dvc@commit")
+    write_lineage(tmp_path / "data", lineage)
+    validate_stage(tmp_path / "data", CONFIG, tmp_path / "report", manifest_dir=tmp_path / "manifest")
+    assert read_lineage(tmp_path / "manifest") == lineage

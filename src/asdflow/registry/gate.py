@@ -52,6 +52,7 @@ from asdflow.registry.models import (
 )
 
 DECISION_FILE = "gate_decision.json"
+SCORES_PREFIX = "gate_scores_v"  # gate_scores_v<version>.csv beside the decision: every judged clip's score
 Verdict = Literal["promote", "keep", "reject"]
 SCORE_BATCH = 32  # clips per pyfunc predict call
 
@@ -208,6 +209,8 @@ def run_gate(
         decided_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
     )
     path = decision.save(out_dir)
+    for version, frame in judged.scored.items():  # per clip, as each model scored it (what the server would)
+        frame.to_csv(Path(out_dir) / f"{SCORES_PREFIX}{version}.csv", index=False, float_format="%.17g")
     run_id = measured[CHALLENGER].run_id
     try:
         if run_id is None:
@@ -315,6 +318,7 @@ class _Judged:
     def __init__(self, plan: EvidencePlan, gate: GateConfig, progress: bool):
         self.plan, self.gate, self.progress = plan, gate, progress
         self._cache: dict[int, tuple[list[ClipRecord], list[np.ndarray]]] = {}
+        self.scored: dict[str, pd.DataFrame] = {}  # version -> each judged clip's score and decision
 
     def clips(self, sample_rate: int) -> tuple[list[ClipRecord], list[np.ndarray]]:
         if sample_rate not in self._cache:
@@ -376,6 +380,9 @@ def _measure(client, name: str, version: str, alias: str, judged: _Judged, gate:
         out = pd.concat([model.predict(f) for f in frames], ignore_index=True)
         scores = np.asarray(out["score"], dtype=np.float64)
         flagged = np.asarray(out["decision"], dtype=bool)
+        judged.scored[version] = pd.DataFrame({
+            "name": [r.name for r in records], "domain": [r.domain or "" for r in records],
+            "label": [r.label or "" for r in records], "score": scores, "decision": flagged})
         metrics = judged.metrics(records, scores)
         value = metrics[gate.metric]
         if not math.isfinite(value) and judged.plan.evidence == "simulated":

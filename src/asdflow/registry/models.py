@@ -84,8 +84,8 @@ class Comparison(BaseModel):
             except ValueError:
                 return value
 
-        keys = ["version", *METRIC_TAGS, "threshold", "detector_family", "dvc_data_hash", "git_commit",
-                "gate_verdict", "run_id"]
+        keys = ["version", *METRIC_TAGS, "threshold", "detector_family", "data_version", "dvc_data_hash",
+                "git_commit", "gate_verdict", "run_id"]
         return [(k, cell(self.champion, k), cell(self.challenger, k)) for k in keys]
 
     def to_table(self) -> str:
@@ -168,13 +168,16 @@ def register_detector(
     project_dir: str | Path | None = None,
     alias: str | None = CHALLENGER,
     tags: Mapping[str, str] | None = None,
+    separator_dir: str | Path | None = None,
 ) -> RegisteredDetector:
     """Log the saved detector as a pyfunc model into `run_id` (or a new run), register it
     as `asd-<machine_type>`, and point `alias` (default `challenger`) at the new version.
+    With `separator_dir` (the separator it was trained behind) the model carries it and
+    applies it before scoring (version tag `separator_version`, its weights' sha256).
 
     Version tags: detector_family, machine_type, run_id, threshold, official /
     auc_source / auc_target / pauc (the machine type's scores in `report`, else the
-    run's logged metrics), dvc_data_hash and git_commit (from the run's tags when not given).
+    run's logged metrics), dvc_data_hash, git_commit and data_version (from the run's tags when not given).
     """
     import json
 
@@ -184,6 +187,7 @@ def register_detector(
     from asdflow.registry.pyfunc_model import (
         DETECTOR_ARTIFACT,
         MODEL_NAME_IN_RUN,
+        SEPARATOR_ARTIFACT,
         model_signature,
         pip_requirements,
         write_entry_script,
@@ -199,6 +203,14 @@ def register_detector(
         raise RegistryError(
             f"{detector_dir} holds a {meta['machine_type']} detector, not one for {machine_type}"
         )
+    artifacts = {DETECTOR_ARTIFACT: str(detector_dir)}
+    separator_version = None
+    if separator_dir is not None:
+        separator_info = Path(separator_dir) / "separator.json"
+        if not separator_info.is_file():
+            raise RegistryError(f"no separator to carry in {separator_dir}: separator.json is missing")
+        artifacts[SEPARATOR_ARTIFACT] = str(separator_dir)
+        separator_version = str(json.loads(separator_info.read_text()).get("version", "unknown"))
     tracking = _tracking(config)
     experiment_id = configure_tracking(tracking, project_dir)
     name = model_name(machine_type, tracking)
@@ -214,7 +226,7 @@ def register_detector(
             info = mlflow.pyfunc.log_model(
                 name=MODEL_NAME_IN_RUN,
                 python_model=str(write_entry_script(tmp)),
-                artifacts={DETECTOR_ARTIFACT: str(detector_dir)},
+                artifacts=artifacts,
                 pip_requirements=pip_requirements(),
                 signature=model_signature(),
             )
@@ -227,7 +239,10 @@ def register_detector(
             "threshold": repr(float(meta["threshold"])) if meta.get("threshold") is not None else "",
             "dvc_data_hash": data_hash or run_data.tags.get("dvc_data_hash", "unknown"),
             "git_commit": run_data.tags.get("git_commit", "unknown"),
+            "data_version": run_data.tags.get("data_version", "unknown"),  # the data commit the run read
         }
+        if separator_version is not None:
+            version_tags["separator_version"] = separator_version
         version_tags.update(_metric_tags(report, machine_type, run_data.metrics))
         version_tags.update(tags or {})
         mv = mlflow.register_model(info.model_uri, name, tags=version_tags)

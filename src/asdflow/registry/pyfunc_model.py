@@ -1,8 +1,11 @@
 """The detector as an MLflow pyfunc model: waveforms in, score and decision out.
 
-The model's one artifact is the directory `Detector.save` wrote; `load_context`
+The model's artifact is the directory `Detector.save` wrote; `load_context`
 reads it back with `load_detector`, so every detector family is served the same
-way. asdflow itself is installed wherever the model is loaded (the server, the
+way. A detector trained on separated audio (`separation.use: separated`) carries
+the separator it was trained behind as a second artifact, and `ScoringPath`
+applies it before scoring: the pyfunc's predict, the gate and the server all
+score through one `ScoringPath`, so what is served is what was gated. asdflow itself is installed wherever the model is loaded (the server, the
 pipeline components), so the model carries no code of its own (no code_paths).
 
 Input: a pandas DataFrame with a column `waveform` (a list or array of float
@@ -27,6 +30,7 @@ import pandas as pd
 from asdflow.errors import DetectorError
 
 DETECTOR_ARTIFACT = "detector"  # key in the model's artifacts dict
+SEPARATOR_ARTIFACT = "separator"  # the separator the detector was trained behind, when there was one
 MODEL_NAME_IN_RUN = "detector"  # log_model(name=...): where the model lives in its run
 INPUT_COLUMN = "waveform"
 OUTPUT_COLUMNS = ["score", "decision", "threshold"]
@@ -89,25 +93,74 @@ def write_entry_script(directory: str | Path) -> Path:
     return path
 
 
+class ScoringPath:
+    """Waveform to score as the registered model does it: [separator ->] detector.
+
+    Waveforms come in at the detector's sample rate; the separator (when the detector was
+    trained on its output) runs at its own rate and hands the machine stream back."""
+
+    def __init__(self, detector, separator_dir: str | Path | None = None):
+        self.detector = detector
+        self.separator = None
+        self.separator_version: str | None = None
+        if separator_dir is not None:
+            from asdflow.separation.model import load_separator
+
+            model, info = load_separator(separator_dir)
+            self.separator = (model, int(info["config"]["sample_rate"]), float(info["config"]["chunk_seconds"]))
+            self.separator_version = str(info.get("version", "")) or None
+
+    def machine_stream(self, waveform: np.ndarray) -> np.ndarray:
+        if self.separator is None:
+            return waveform
+        from asdflow.data.audio import resample
+        from asdflow.separation.denoise import separate_waveform
+
+        model, rate, chunk = self.separator
+        own = int(self.detector.features.sample_rate)
+        x = resample(waveform, own, rate) if rate != own else waveform
+        y = separate_waveform(model, np.asarray(x, dtype=np.float32), rate, chunk)
+        y = resample(y, rate, own) if rate != own else y
+        return np.ascontiguousarray(y, dtype=np.float32)
+
+    def score(self, waveforms: list[np.ndarray], records: list | None = None) -> np.ndarray:
+        """One score per waveform; `records` (domain, section, attributes) go to a family that
+        conditions on them, clip by clip; the others score the whole list in one batch."""
+        waveforms = [self.machine_stream(w) for w in waveforms]
+        if records is not None and getattr(self.detector, "uses_records", False):
+            return np.asarray([self.detector.score_waveform(w, r) for w, r in zip(waveforms, records)],
+                              dtype=np.float64)
+        return np.asarray(self.detector.score_waveforms(waveforms), dtype=np.float64)
+
+
 class DetectorPyfunc(mlflow.pyfunc.PythonModel):
-    """Wraps any `asdflow.detectors.base.Detector` saved to a directory."""
+    """Wraps any `asdflow.detectors.base.Detector` saved to a directory (and its separator, if any)."""
 
     def __init__(self) -> None:
-        self.detector = None  # set by load_context
+        self.path: ScoringPath | None = None  # set by load_context
+
+    @property
+    def detector(self):
+        return self.path.detector if self.path is not None else None
 
     def load_context(self, context) -> None:
         from asdflow.detectors.base import load_detector
 
-        self.detector = load_detector(context.artifacts[DETECTOR_ARTIFACT])
+        self.path = ScoringPath(load_detector(context.artifacts[DETECTOR_ARTIFACT]),
+                                context.artifacts.get(SEPARATOR_ARTIFACT))
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None):
-        return predict_frame(self.detector, model_input)
+        return predict_frame(self.path, model_input)
 
 
-def predict_frame(detector, model_input: Any) -> pd.DataFrame:
-    """Score every row of `model_input` with `detector` (the pyfunc's predict, also usable directly)."""
-    if detector is None:
+def predict_frame(path, model_input: Any) -> pd.DataFrame:
+    """Score every row of `model_input` through `path` (a ScoringPath, or a bare detector): the pyfunc's
+    predict, also usable directly."""
+    if path is None:
         raise DetectorError("the pyfunc model has no detector: load it with mlflow.pyfunc.load_model")
+    if not isinstance(path, ScoringPath):
+        path = ScoringPath(path)
+    detector = path.detector
     frame = _as_frame(model_input)
     if INPUT_COLUMN not in frame.columns:
         raise DetectorError(
@@ -118,12 +171,7 @@ def predict_frame(detector, model_input: Any) -> pd.DataFrame:
     # One batch through score_waveforms unless the family conditions on domain/section/attributes
     # (a detector with `uses_records = True`): only then is each clip scored with its record.
     records = _records(frame, detector) if getattr(detector, "uses_records", False) else None
-    if records is None:
-        scores = np.asarray(detector.score_waveforms(waveforms), dtype=np.float64)
-    else:
-        scores = np.asarray(
-            [detector.score_waveform(w, r) for w, r in zip(waveforms, records)], dtype=np.float64
-        )
+    scores = path.score(waveforms, records)
     threshold = float(detector.threshold) if detector.threshold is not None else float("nan")
     decisions = np.asarray(detector.decide(scores), dtype=bool).reshape(-1)
     return pd.DataFrame({"score": scores, "decision": decisions, "threshold": np.full(len(scores), threshold)})

@@ -243,9 +243,21 @@ def denoise_stage(
     machine_type: str,
     out_dir: str | Path,
     progress: bool = True,
+    lineage_from: str | Path | None = None,
 ) -> DenoiseResult:
     """Separate the machine type's train and test clips of `manifest` into `out_dir` and save the
-    separated clips' manifest.csv there (unreadable clips: listed in its problems, the rest written)."""
+    separated clips' manifest.csv there (unreadable clips: listed in its problems, the rest written).
+    `lineage_from`: a folder holding the fetch step's lineage record (the validated manifest's), carried along."""
+    result = _denoise(separator_dir, manifest, machine_type, out_dir, progress)
+    if lineage_from is not None:
+        from asdflow.data.versioning import carry_lineage
+
+        carry_lineage(lineage_from, result.out_dir)
+    return result
+
+
+def _denoise(separator_dir: str | Path, manifest: Manifest, machine_type: str, out_dir: str | Path,
+             progress: bool) -> DenoiseResult:
     from asdflow.separation.denoise import separate_dataset
 
     chosen = manifest.select(machine_type=machine_type)

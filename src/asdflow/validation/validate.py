@@ -182,6 +182,7 @@ def validate_stage(
     would name another folder. `progress` None: the config's (False for a bare ValidationConfig).
     `isolate` (the fleet): machine types that fail are left out and named, the others go on."""
     from asdflow.data.dcase_reader import build_manifest
+    from asdflow.data.versioning import carry_lineage
 
     if progress is None:
         progress = config.progress if isinstance(config, AsdflowConfig) else False
@@ -192,7 +193,9 @@ def validate_stage(
         result = isolate_machine_types(result)
         write_json(result, Path(out_dir) / "validation.json")
     result = raise_on_failure(result)
-    result.kept_manifest.save(manifest_dir if manifest_dir is not None else out_dir)
+    target = manifest_dir if manifest_dir is not None else out_dir
+    result.kept_manifest.save(target)
+    carry_lineage(data_dir, target)  # which data these clips are (the fetch step's record), for later steps
     return result
 
 
