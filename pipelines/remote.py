@@ -23,6 +23,7 @@ from asdflow.pipeline_ops import (
     desired_recurring_runs,
     plan_schedules,
 )
+from asdflow.schedules import RecurringSchedules
 from pipelines.compile import package_digest
 
 PAGE_SIZE = 100
@@ -131,7 +132,7 @@ def _create(client, experiment_id: str, want: DesiredRecurringRun, package_path:
 def reconcile_schedules(
     host: str,
     package_path: str | Path,
-    schedules: Any,
+    schedules: RecurringSchedules,
     base_arguments: Mapping[str, Any],
     *,
     experiment: str,
@@ -140,7 +141,7 @@ def reconcile_schedules(
     namespace: str | None = None,
     token: str | None = None,
 ) -> SchedulePlan:
-    """Make the server's recurring runs (in `experiment`) match `schedules` (asdflow.schedules.SchedulesFile).
+    """Make the server's recurring runs (in `experiment`) match `schedules` (asdflow.schedules.RecurringSchedules).
 
     Without `apply` only the plan is returned (nothing is created, not even the
     experiment). With it, every action is carried out; running it again then
@@ -152,7 +153,8 @@ def reconcile_schedules(
     with _server_errors(host, "reconciling the recurring runs"):
         experiment_id = _experiment_id(client, experiment, namespace, create=apply)
         existing = list_recurring_runs(client, experiment_id) if experiment_id else []
-        plan = plan_schedules(desired, existing)
+        # narrowed to some machine types (--machine-type): the others' runs are not ours to delete
+        plan = plan_schedules(desired, existing, delete_unlisted=not schedules.narrowed)
         if not apply:
             return plan
         for action in plan.actions:

@@ -22,6 +22,7 @@ from asdflow.pipeline_ops import (
     cluster_project,
     encode_overrides,
     ensure_pipelines_importable,
+    local_data_version,
     local_tracking_overrides,
     user_overrides,
 )
@@ -41,7 +42,8 @@ PipelineOpt = Annotated[
 ]
 MachineOpt = Annotated[
     Optional[list[str]],
-    typer.Option("--machine-type", "-m", help="Machine type(s); default: the served ones (serving.machine_types)."),
+    typer.Option("--machine-type", "-m", help="Only these machine type(s); default: every machine type in the data "
+                                              "at --data-version (folders <data_dir>/<machine_type>/train|test)."),
 ]
 GpuOpt = Annotated[bool, typer.Option("--gpu/--no-gpu", help="Detector training on the GPU node pool (cluster only).")]
 HostOpt = Annotated[str, typer.Option("--host", help="Kubeflow Pipelines API endpoint, e.g. http://127.0.0.1:8888")]
@@ -78,11 +80,45 @@ def _compile_to(pipeline, out: Path) -> Path:
     return compile_pipeline(pipeline, out)
 
 
-def _machine_types(machine_type: Optional[list[str]], config: AsdflowConfig) -> list[str]:
-    chosen = list(machine_type or config.serving.machine_types)
+def _machine_types(
+    chosen: Optional[list[str]],
+    project: str | Path,
+    config: AsdflowConfig,
+    rev: str,
+    read_data: bool = True,
+) -> list[str]:
+    """`--machine-type` when given, else every machine type in the data at `rev`; says which.
+
+    With `read_data` the chosen ones must be in the data as well (a typo fails here, not
+    minutes into a run); without it they are taken as given (a submit whose data this
+    machine cannot list, say).
+    """
+    from asdflow.data.dataset_machine_types import machine_types_at
+
+    chosen = list(dict.fromkeys(chosen or []))
+    if chosen and not read_data:
+        typer.echo(f"machine types from --machine-type: {', '.join(chosen)}")
+        return chosen
+    found = machine_types_at(project, config.data, rev)
     if not chosen:
-        raise ConfigError("no machine type: pass --machine-type or set serving.machine_types")
+        typer.echo(f"machine types from the data at {rev}: {', '.join(found)}")
+        return found
+    missing = [m for m in chosen if m not in found]
+    if missing:
+        raise ConfigError(f"--machine-type {', '.join(missing)}: not in the data at {rev} (found: {', '.join(found)})")
+    typer.echo(f"machine types from --machine-type, all in the data at {rev}: {', '.join(chosen)}")
     return chosen
+
+
+def _fleet_machine_types(chosen: Optional[list[str]], rev: str) -> str:
+    """The fleet pipeline's `machine_types` parameter: the chosen ones ("fan,valve"), else ""
+    (every machine type the fleet finds in the data it fetches at `rev`, when it runs)."""
+    chosen = list(dict.fromkeys(chosen or []))
+    if chosen:
+        typer.echo(f"machine types from --machine-type: {', '.join(chosen)}")
+        return ",".join(chosen)
+    typer.echo(f"machine types from the data at {rev}: every one the fleet pipeline finds when it runs")
+    return ""
 
 
 @pipeline_app.command("compile")
@@ -133,9 +169,10 @@ def run_command(
     if pipeline not in PIPELINES:
         raise ConfigError(f"--pipeline {pipeline!r}: choose one of {', '.join(PIPELINES)}")
     cfg = _config(config, profile, {"progress": False} if quiet else {})
-    machines = _machine_types(machine_type, cfg)
     if not project.is_dir():
         raise ConfigError(f"--project {project}: no such folder")
+    data_version = data_version or local_data_version(project, cfg)
+    machines = _machine_types(machine_type, project, cfg, data_version)
     ensure_pipelines_importable()
     from pipelines.local import PipelineRunError, run_locally
 
@@ -181,7 +218,8 @@ def submit_command(
     machine_type: MachineOpt = None,
     pipeline: PipelineOpt = "training",
     project: ClusterProjectOpt = None,
-    data_version: Annotated[str, typer.Option("--data-version", help="git revision of data.dvc to train on.")] = (
+    data_version: Annotated[str, typer.Option("--data-version", help="git revision of data.dvc to train on (its machine "
+                                                                     "types are the default).")] = (
         LATEST_REVISION
     ),
     experiment: ExperimentOpt = DEFAULT_EXPERIMENT,
@@ -194,22 +232,29 @@ def submit_command(
     profile: ProfileOpt = None,
     gpu: GpuOpt = True,
 ):
-    """Compile and submit to Kubeflow Pipelines: one run per machine type (training) or one fleet run."""
+    """Compile and submit to Kubeflow Pipelines: one run per machine type (training) or one fleet run.
+
+    The machine types: --machine-type, else every one in the data of --project at --data-version.
+    """
     import tempfile
 
     ensure_pipelines_importable()  # pipelines/ sits beside src/, whatever the working directory
     from pipelines.remote import submit_run
 
     cfg = _config(config, profile)
-    machines = _machine_types(machine_type, cfg)
+    where = cluster_project(project)
+    if pipeline == "fleet":
+        batches = [("fleet", {"machine_types": _fleet_machine_types(machine_type, data_version)})]
+    else:
+        # --machine-type is taken as given: the cluster may reach data (a private remote) this machine cannot
+        batches = [(m, {"machine_type": m})
+                   for m in _machine_types(machine_type, where, cfg, data_version, read_data=False)]
     built = _build(pipeline, cfg, gpu=gpu)
-    common = {"project": cluster_project(project), "data_version": data_version, "config_profile": cfg.profile,
+    common = {"project": where, "data_version": data_version, "config_profile": cfg.profile,
               "config_overrides": encode_overrides(user_overrides(config))}
     stamp = time.strftime("%Y%m%d-%H%M%S")
     with tempfile.TemporaryDirectory(prefix="asdflow-submit-") as tmp:
         package = _compile_to(built, Path(tmp) / f"{built.name}.yaml")
-        batches = [("fleet", {"machine_types": machines})] if pipeline == "fleet" else [
-            (m, {"machine_type": m}) for m in machines]
         for label, specific in batches:
             name = run_name if run_name and len(batches) == 1 else f"{built.name}-{label}-{stamp}"
             run = submit_run(host, package, {**specific, **common}, experiment=experiment, run_name=name,
@@ -222,6 +267,11 @@ def schedule_command(
     host: HostOpt,
     file: Annotated[Path, typer.Option("--file", help="The schedules file.")] = Path("infra/schedules.yaml"),
     apply: Annotated[bool, typer.Option("--apply", help="Carry out the plan (default: only print it).")] = False,
+    machine_type: Annotated[
+        Optional[list[str]],
+        typer.Option("--machine-type", "-m", help="Reconcile only these machine types' runs, leaving the others "
+                                                  "alone (each must be in the data); default: all of them."),
+    ] = None,
     project: ClusterProjectOpt = None,
     experiment: ExperimentOpt = DEFAULT_EXPERIMENT,
     namespace: NamespaceOpt = None,
@@ -230,11 +280,15 @@ def schedule_command(
     profile: ProfileOpt = None,
     gpu: GpuOpt = True,
 ):
-    """Reconcile the recurring retraining runs (one per machine type) with the schedules file.
+    """Reconcile the recurring retraining runs with the schedules file's rule.
 
-    Creates missing ones, re-creates changed ones (delete + create), disables the ones
-    disabled in the file and deletes the ones it no longer names. Idempotent: a second
-    --apply changes nothing. Cron: 6 fields (seconds first), UTC; no catch-up; max concurrency 1.
+    The rule is expanded to one recurring run per machine type in the data of --project
+    at the rule's data_revision (`latest`: HEAD), each `stagger_minutes` after the previous
+    one, with the file's per-machine-type overrides. Creates missing runs, re-creates
+    changed ones (delete + create), disables the ones disabled in the file and deletes
+    those of machine types no longer in the data. Idempotent: a second --apply changes
+    nothing. Cron: 6 fields (seconds first), UTC. Run it again when the data gains or
+    loses a machine type.
     """
     import tempfile
 
@@ -243,10 +297,15 @@ def schedule_command(
     ensure_pipelines_importable()
     from pipelines.remote import reconcile_schedules
 
-    schedules = load_schedules(file)
+    schedules_file = load_schedules(file)
     cfg = _config(config, profile)
+    where = cluster_project(project)
+    rev = schedules_file.rule.pinned_revision or LATEST_REVISION
+    schedules = schedules_file.expand(_machine_types(None, where, cfg, rev), only=machine_type)
+    for name in schedules.unused_overrides:
+        typer.echo(f"note: the override for {name!r} is unused: no such machine type in the data at {rev}")
     built = _build("training", cfg, gpu=gpu)
-    base = {"project": cluster_project(project), "config_overrides": encode_overrides(user_overrides(config))}
+    base = {"project": where, "config_overrides": encode_overrides(user_overrides(config))}
     with tempfile.TemporaryDirectory(prefix="asdflow-schedule-") as tmp:
         package = _compile_to(built, Path(tmp) / f"{built.name}.yaml")
         plan = reconcile_schedules(host, package, schedules, base, experiment=experiment,

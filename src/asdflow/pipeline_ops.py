@@ -4,7 +4,8 @@
   and overrides as JSON text) and rebuilds it with `component_config`; on a
   cluster the MLflow Secret's `MLFLOW_TRACKING_URI` (an env var set by
   kfp-kubernetes, read by `load_config`) names the store unless the overrides do.
-- `plan_schedules` compares the recurring runs a schedules file asks for with
+- `plan_schedules` compares the recurring runs a schedules file asks for (its rule
+  expanded over the machine types in the data) with
   the ones a Kubeflow Pipelines server has and says what to create, recreate,
   enable, disable or delete, so that applying the plan twice changes nothing.
 
@@ -212,7 +213,8 @@ def desired_recurring_runs(
     pipeline_digest: str,
     service_account: str | None,
 ) -> list[DesiredRecurringRun]:
-    """The recurring runs an `asdflow.schedules.SchedulesFile` asks for.
+    """The recurring runs an `asdflow.schedules.RecurringSchedules` (the rule expanded over
+    the machine types in the data, `SchedulesFile.expand`) asks for.
 
     Each run's parameters are `base_parameters` with the schedule's machine type,
     profile and data revision (`pinned:<rev>` -> `<rev>`; `latest` -> `HEAD`, the
@@ -238,6 +240,7 @@ def plan_schedules(
     desired: Sequence[DesiredRecurringRun],
     existing: Sequence[ExistingRecurringRun],
     managed_prefix: str = MANAGED_PREFIX,
+    delete_unlisted: bool = True,
 ) -> SchedulePlan:
     """What to do so the server holds exactly the desired recurring runs.
 
@@ -246,7 +249,9 @@ def plan_schedules(
       catch-up); enable if only disabled; else keep;
     - desired but disabled in the file: disable it if it runs, else nothing
       (a disabled schedule is not created);
-    - an existing run under `managed_prefix` that the file no longer names: delete;
+    - an existing run under `managed_prefix` that the file no longer names (its machine
+      type left the data, say): delete, unless `delete_unlisted` is False (a plan
+      narrowed to some machine types leaves the others' runs alone);
     - duplicates of one name: keep one, delete the others.
     Runs outside `managed_prefix` are never touched.
     """
@@ -287,11 +292,11 @@ def plan_schedules(
             actions.append(ScheduleAction(action="keep", name=want.name, existing_id=current.id,
                                           reason="up to date", desired=want))
     for name, runs in sorted(by_name.items()):
-        if name in wanted or not name.startswith(managed_prefix):
+        if not delete_unlisted or name in wanted or not name.startswith(managed_prefix):
             continue
         for run in runs:
             actions.append(ScheduleAction(action="delete", name=name, existing_id=run.id,
-                                          reason="no longer in the schedules file"))
+                                          reason="no longer in the schedules file or the data"))
     return SchedulePlan(actions=actions)
 
 

@@ -19,7 +19,7 @@ from asdflow.pipeline_ops import (
     project_root,
 )
 from asdflow.registry.tracking import resolve_tracking
-from asdflow.schedules import ScheduleSpec, SchedulesFile
+from asdflow.schedules import RecurringSchedules, ScheduleSpec, SchedulesFile
 
 
 def test_overrides_round_trip_and_rebuild_the_config():
@@ -112,8 +112,8 @@ def test_plan_removes_duplicates_keeping_the_up_to_date_one():
     assert [(a.action, a.existing_id) for a in plan.actions] == [("delete", "a"), ("keep", "b")]
 
 
-def test_desired_runs_from_a_schedules_file():
-    schedules = SchedulesFile(schedules=[
+def test_desired_runs_from_expanded_schedules():
+    schedules = RecurringSchedules(schedules=[
         ScheduleSpec(machine_type="fan", cron="0 0 2 * * MON"),
         ScheduleSpec(machine_type="valve", cron="0 0 3 1 * *", data_revision="pinned:v1", profile="demo",
                      enabled=False),
@@ -126,6 +126,38 @@ def test_desired_runs_from_a_schedules_file():
     assert (fan.max_concurrency, fan.no_catchup) == (1, True)
     assert fan.fingerprint() != valve.fingerprint()
     assert fan.fingerprint() == fan.model_copy(update={"enabled": False}).fingerprint()
+
+
+def test_plan_narrowed_to_some_machine_types_leaves_the_others_alone():
+    fan, pump = desired("fan"), desired("pump")
+    existing = [existing_of(fan), existing_of(pump, run_id="r2")]
+    assert actions(plan_schedules([fan], existing)) == [("keep", "fan"), ("delete", "pump")]
+    assert actions(plan_schedules([fan], existing, delete_unlisted=False)) == [("keep", "fan")]
+
+
+def test_one_rule_expanded_over_the_data_reconciles_idempotently():
+    """The schedules file's rule + an override -> the runs; applying the plan, then planning again, keeps all."""
+    schedules = SchedulesFile.model_validate({
+        "rule": {"cron": "0 0 2 * * MON", "stagger_minutes": 30},
+        "overrides": {"valve": {"data_revision": "pinned:v1", "cron": "0 0 3 1 * *"}, "ToyCar": {"enabled": False}},
+    })
+
+    def runs_for(machine_types):
+        return desired_recurring_runs(schedules.expand(machine_types), {"project": "p"}, "d", "sa")
+
+    runs = {r.machine_type: r for r in runs_for(["fan", "valve", "bearing", "ToyCar"])}
+    assert {m: (r.cron, r.parameters["data_version"], r.enabled) for m, r in runs.items()} == {
+        "ToyCar": ("0 0 2 * * MON", "HEAD", False), "bearing": ("0 30 2 * * MON", "HEAD", True),
+        "fan": ("0 0 3 * * MON", "HEAD", True), "valve": ("0 0 3 1 * *", "v1", True)}
+
+    on_server = [existing_of(r, run_id=r.machine_type) for r in runs.values() if r.enabled]
+    plan = plan_schedules(list(runs.values()), on_server)
+    assert plan.changes == [] and actions(plan) == [("absent", "ToyCar"), ("keep", "bearing"), ("keep", "fan"),
+                                                    ("keep", "valve")]
+    # bearing leaves the data: its run is deleted and fan moves up into its slot (the stagger closes the gap)
+    plan = plan_schedules(runs_for(["fan", "valve", "ToyCar"]), on_server)
+    assert actions(plan) == [("absent", "ToyCar"), ("recreate", "fan"), ("keep", "valve"), ("delete", "bearing")]
+    assert plan.actions[1].reason == "cron '0 0 3 * * MON' -> '0 30 2 * * MON'"
 
 
 def test_cluster_project_and_the_checkout():

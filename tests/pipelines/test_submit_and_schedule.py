@@ -7,6 +7,7 @@ reconciling twice changes nothing.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -15,10 +16,19 @@ from typer.testing import CliRunner
 
 from asdflow.cli_pipeline import pipeline_app
 from asdflow.config import load_config
-from asdflow.errors import ConfigError
+from asdflow.errors import ConfigError, DataError
 from asdflow.pipeline_ops import MANAGED_PREFIX, decode_overrides
+from tests.data.dvc_project import DcaseDvcProject, git
 
 GIT_PROJECT = "https://git.example.invalid/asdflow.git"
+
+
+@pytest.fixture(scope="module")
+def data_project(tmp_path_factory) -> DcaseDvcProject:
+    """A git + DVC project whose committed data holds fan, pump and valve (schedules read it)."""
+    project = DcaseDvcProject(tmp_path_factory.mktemp("schedules_data"))
+    project.commit("fan", "pump", "valve")
+    return project
 
 
 def invoke(*args: str):
@@ -29,14 +39,11 @@ def invoke(*args: str):
     return result
 
 
-def write_schedules(path: Path, specs: list[dict]) -> Path:
-    path.write_text(yaml.safe_dump({"schedules": specs}, sort_keys=False))
+def write_schedules(path: Path, cron: str, overrides: dict[str, dict] | None = None, **rule) -> Path:
+    rule = {"cron": cron, "stagger_minutes": 30, "data_revision": "latest", "profile": "full", "enabled": True,
+            "max_concurrency": 1, "no_catchup": True, **rule}
+    path.write_text(yaml.safe_dump({"rule": rule, "overrides": overrides or {}}, sort_keys=False))
     return path
-
-
-def spec(machine_type: str, cron: str, **extra) -> dict:
-    return {"machine_type": machine_type, "cron": cron, "data_revision": "latest", "profile": "full",
-            "enabled": True, "max_concurrency": 1, "no_catchup": True, **extra}
 
 
 def test_submit_creates_the_experiment_once_and_one_run_per_machine_type(kfp_server):
@@ -68,7 +75,7 @@ def test_submit_creates_the_experiment_once_and_one_run_per_machine_type(kfp_ser
     assert not [c for c in kfp_server.mutations() if c.path.endswith("/experiments")], "the experiment is reused"
     (fleet,) = [c.body for c in kfp_server.mutations() if c.path.endswith("/runs")]
     assert fleet["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "asdflow-fleet"
-    assert fleet["runtime_config"]["parameters"]["machine_types"] == ["fan", "pump"]
+    assert fleet["runtime_config"]["parameters"]["machine_types"] == "fan,pump"
     assert fleet["runtime_config"]["parameters"]["data_version"] == "HEAD"
 
 
@@ -84,27 +91,31 @@ def test_submit_passes_the_users_config_as_overrides(kfp_server, tmp_path):
 
 
 def test_schedule_reconciles_idempotently(kfp_server, tmp_path):
+    data = DcaseDvcProject(tmp_path / "data")  # this test changes its data
+    data.commit("fan", "pump", "valve")
+    project = str(data.path)
     experiment_id = kfp_server.seed_experiment("asdflow")
     unmanaged = kfp_server.seed_recurring_run(experiment_id, "someone-elses-nightly")
     stale = kfp_server.seed_recurring_run(experiment_id, f"{MANAGED_PREFIX}old-machine")
     other_experiment = kfp_server.seed_experiment("not-ours")
     elsewhere = kfp_server.seed_recurring_run(other_experiment, f"{MANAGED_PREFIX}fan")
-    schedules = write_schedules(tmp_path / "schedules.yaml", [
-        spec("fan", "0 0 2 * * MON"),
-        spec("pump", "0 30 2 * * MON", data_revision="pinned:v3"),
-        spec("valve", "0 0 3 1 * *", enabled=False),
-    ])
+    # one rule: fan 02:00, pump 02:30 (staggered, on pinned data), valve its own cron but disabled
+    schedules = write_schedules(tmp_path / "schedules.yaml", "0 0 2 * * MON", {
+        "pump": {"data_revision": "pinned:v3"},
+        "valve": {"cron": "0 0 3 1 * *", "enabled": False},
+    })
     config = load_config()
 
     # dry run: a plan, no change on the server
-    out = invoke("schedule", "--host", kfp_server.url, "--file", str(schedules), "--project", GIT_PROJECT).output
+    out = invoke("schedule", "--host", kfp_server.url, "--file", str(schedules), "--project", project).output
+    assert "machine types from the data at HEAD: fan, pump, valve" in out
     assert kfp_server.mutations() == []
     planned = {line.split()[0]: line.split()[1] for line in out.splitlines()[1:] if line.startswith(MANAGED_PREFIX)}
     assert planned == {f"{MANAGED_PREFIX}fan": "create", f"{MANAGED_PREFIX}pump": "create",
                        f"{MANAGED_PREFIX}valve": "absent", f"{MANAGED_PREFIX}old-machine": "delete"}
     assert "3 change(s) planned" in out
 
-    out = invoke("schedule", "--host", kfp_server.url, "--file", str(schedules), "--project", GIT_PROJECT,
+    out = invoke("schedule", "--host", kfp_server.url, "--file", str(schedules), "--project", project,
                  "--apply").output
     assert "applied 3 change(s)" in out
     runs = kfp_server.by_name()
@@ -120,22 +131,22 @@ def test_schedule_reconciles_idempotently(kfp_server, tmp_path):
         assert run["experiment_id"] == experiment_id
         assert run["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "asdflow-training"
         assert run["runtime_config"]["parameters"]["config_profile"] == "full"
-        assert run["runtime_config"]["parameters"]["project"] == GIT_PROJECT
+        assert run["runtime_config"]["parameters"]["project"] == project
     assert fan["runtime_config"]["parameters"]["data_version"] == "HEAD"  # latest: the newest committed data
     assert pump["runtime_config"]["parameters"]["data_version"] == "v3"
 
     # the second apply changes nothing (listing pages through 4 runs, 2 at a time)
     kfp_server.forget_calls()
-    out = invoke("schedule", "--host", kfp_server.url, "--file", str(schedules), "--project", GIT_PROJECT,
+    out = invoke("schedule", "--host", kfp_server.url, "--file", str(schedules), "--project", project,
                  "--apply").output
     assert kfp_server.mutations() == [] and "nothing to change" in out
     assert sum(1 for c in kfp_server.calls if c.path.endswith("/recurringruns") and c.method == "GET") >= 2
 
     # a changed cron is re-created, a disabled schedule disabled, both once
-    write_schedules(schedules, [spec("fan", "0 0 4 * * MON"), spec("pump", "0 30 2 * * MON",
-                                                                     data_revision="pinned:v3", enabled=False)])
+    write_schedules(schedules, "0 0 4 * * MON", {"pump": {"data_revision": "pinned:v3", "enabled": False},
+                                                 "valve": {"enabled": False}})
     kfp_server.forget_calls()
-    invoke("schedule", "--host", kfp_server.url, "--file", str(schedules), "--project", GIT_PROJECT, "--apply")
+    invoke("schedule", "--host", kfp_server.url, "--file", str(schedules), "--project", project, "--apply")
     verbs = sorted((c.method, c.path.rsplit("/", 1)[-1].partition(":")[2] or c.path.rsplit("/", 1)[-1])
                    for c in kfp_server.mutations())
     assert verbs == [("DELETE", fan["recurring_run_id"]), ("POST", "disable"), ("POST", "recurringruns")]
@@ -143,19 +154,62 @@ def test_schedule_reconciles_idempotently(kfp_server, tmp_path):
     assert runs[f"{MANAGED_PREFIX}fan"]["trigger"]["cron_schedule"]["cron"] == "0 0 4 * * MON"
     assert runs[f"{MANAGED_PREFIX}pump"]["mode"] == "DISABLE"
     kfp_server.forget_calls()
-    invoke("schedule", "--host", kfp_server.url, "--file", str(schedules), "--project", GIT_PROJECT, "--apply")
+    invoke("schedule", "--host", kfp_server.url, "--file", str(schedules), "--project", project, "--apply")
     assert kfp_server.mutations() == []
 
-    # a new pipeline parameter (another project) re-creates the enabled run only
+    # a new pipeline parameter (another project: a fresh clone, its data read from the DVC remote)
+    # re-creates the enabled run only
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", project, str(clone))
     kfp_server.forget_calls()
-    invoke("schedule", "--host", kfp_server.url, "--file", str(schedules), "--project", GIT_PROJECT + "#v2",
+    invoke("schedule", "--host", kfp_server.url, "--file", str(schedules), "--project", str(clone), "--apply")
+    assert [c.method for c in kfp_server.mutations()] == ["DELETE", "POST"]
+    assert kfp_server.by_name()[f"{MANAGED_PREFIX}fan"]["runtime_config"]["parameters"]["project"] == str(clone)
+
+    # pump leaves the data: its run is deleted; a machine type added gets one (staggered after fan)
+    shutil.rmtree(data.data / "pump")
+    data.commit("bearing")
+    kfp_server.forget_calls()
+    out = invoke("schedule", "--host", kfp_server.url, "--file", str(schedules), "--project", project,
+                 "--apply").output
+    assert "machine types from the data at HEAD: bearing, fan, valve" in out
+    runs = kfp_server.by_name()
+    assert set(runs) == {"someone-elses-nightly", f"{MANAGED_PREFIX}bearing", f"{MANAGED_PREFIX}fan"}
+    assert runs[f"{MANAGED_PREFIX}bearing"]["trigger"]["cron_schedule"]["cron"] == "0 0 4 * * MON"
+    assert runs[f"{MANAGED_PREFIX}fan"]["trigger"]["cron_schedule"]["cron"] == "0 30 4 * * MON"
+    kfp_server.forget_calls()
+    out = invoke("schedule", "--host", kfp_server.url, "--file", str(schedules), "--project", project,
+                 "--apply").output
+    assert kfp_server.mutations() == [] and "nothing to change" in out
+
+
+def test_schedule_narrowed_to_one_machine_type_leaves_the_others_alone(kfp_server, tmp_path, data_project):
+    project = str(data_project.path)
+    schedules = write_schedules(tmp_path / "schedules.yaml", "0 0 2 * * MON", {"nope": {"enabled": False}})
+    out = invoke("schedule", "--host", kfp_server.url, "--file", str(schedules), "--project", project,
+                 "--apply").output
+    assert "the override for 'nope' is unused: no such machine type in the data at HEAD" in out
+    before = kfp_server.by_name()
+    assert set(before) == {f"{MANAGED_PREFIX}{m}" for m in ("fan", "pump", "valve")}
+
+    write_schedules(schedules, "0 0 5 * * MON")  # every time moves, but only pump is reconciled
+    kfp_server.forget_calls()
+    invoke("schedule", "--host", kfp_server.url, "--file", str(schedules), "--project", project, "-m", "pump",
            "--apply")
     assert [c.method for c in kfp_server.mutations()] == ["DELETE", "POST"]
-    assert kfp_server.by_name()[f"{MANAGED_PREFIX}fan"]["runtime_config"]["parameters"]["project"].endswith("#v2")
+    after = kfp_server.by_name()
+    assert after[f"{MANAGED_PREFIX}pump"]["trigger"]["cron_schedule"]["cron"] == "0 30 5 * * MON"  # its slot kept
+    for other in ("fan", "valve"):
+        assert after[f"{MANAGED_PREFIX}{other}"] == before[f"{MANAGED_PREFIX}{other}"]
+
+    result = CliRunner().invoke(pipeline_app, ["schedule", "--host", kfp_server.url, "--file", str(schedules),
+                                               "--project", project, "-m", "bearing"])
+    assert isinstance(result.exception, ConfigError)
+    assert "--machine-type bearing: not in the data (found: fan, pump, valve)" in str(result.exception)
 
 
 def test_schedule_refuses_an_invalid_cron_before_reaching_the_server(kfp_server, tmp_path):
-    schedules = write_schedules(tmp_path / "schedules.yaml", [spec("fan", "0 2 * * *")])
+    schedules = write_schedules(tmp_path / "schedules.yaml", "0 2 * * *")
     result = CliRunner().invoke(pipeline_app, ["schedule", "--host", kfp_server.url, "--file", str(schedules),
                                                "--apply"])
     assert isinstance(result.exception, ConfigError)
@@ -163,11 +217,23 @@ def test_schedule_refuses_an_invalid_cron_before_reaching_the_server(kfp_server,
     assert kfp_server.calls == []
 
 
-def test_project_schedules_file_plans_against_an_empty_server(kfp_server):
+def test_project_schedules_file_plans_against_an_empty_server(kfp_server, data_project):
     root = Path(__file__).resolve().parents[2]
-    out = invoke("schedule", "--host", kfp_server.url, "--file", str(root / "infra" / "schedules.yaml")).output
-    assert f"{MANAGED_PREFIX}fan" in out and "create" in out
+    out = invoke("schedule", "--host", kfp_server.url, "--file", str(root / "infra" / "schedules.yaml"),
+                 "--project", str(data_project.path)).output
+    planned = {line.split()[0]: line.split()[1] for line in out.splitlines() if line.startswith(MANAGED_PREFIX)}
+    assert planned == {f"{MANAGED_PREFIX}{m}": "create" for m in ("fan", "pump", "valve")}
+    assert "3 change(s) planned" in out
     assert kfp_server.mutations() == []
+
+
+def test_schedule_says_when_the_data_cannot_be_listed(kfp_server, tmp_path):
+    schedules = write_schedules(tmp_path / "schedules.yaml", "0 0 2 * * MON")
+    result = CliRunner().invoke(pipeline_app, ["schedule", "--host", kfp_server.url, "--file", str(schedules),
+                                               "--project", str(tmp_path)])
+    assert isinstance(result.exception, DataError)
+    assert f"{tmp_path / 'data'} at revision 'HEAD': {tmp_path} is not a DVC repository" in str(result.exception)
+    assert kfp_server.calls == []
 
 
 def test_server_errors_are_one_line(kfp_server, tmp_path, monkeypatch):
