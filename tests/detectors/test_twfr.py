@@ -106,6 +106,19 @@ def test_too_few_clips_fall_back_to_the_fixed_default(tiny_config, timing_machin
     assert "fewer than selection.min_clips" in info["selection"]["reason"]
 
 
+def test_two_training_clips_still_give_a_detector_and_one_is_a_clear_error(tiny_config, timing_machines):
+    """A machine type with two recorded clips (the real DCASE excerpts): the leave-one-out threshold
+    scores each clip against a bank of one, which has no density to normalise by."""
+    part = timing_machines.select(machine_type="stationary")
+    train = [r for r in part.records if r.split == "train"]
+    detector = make_detector(twfr_config(tiny_config).detector, tiny_config.features)
+    detector.fit(part.model_copy(update={"records": train[:2]}), progress=False)
+    scores = detector.score(part.select(split="test"), progress=False)
+    assert np.isfinite(detector.threshold) and all(np.isfinite(v) for v in scores.values())
+    with pytest.raises(DetectorError, match="needs at least 2 normal training clips, got 1"):
+        detector.fit(part.model_copy(update={"records": train[:1]}), progress=False)
+
+
 def test_one_domain_and_real_dcase_sections_work(tiny_config, tiny_manifest):
     fan = tiny_manifest.select(machine_type="fan")
     source_only = fan.model_copy(update={"records": [r for r in fan.records if r.domain == "source"]})

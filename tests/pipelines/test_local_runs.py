@@ -2,10 +2,10 @@
 
 1. `asdflow pipeline run --local -m fan` on tiny data: the training pipeline, every
    component its own subprocess; each test below checks one component's outputs.
-2. The fleet pipeline over [fan, valve] on the same store, with a minimum
-   improvement the unchanged fan detector cannot reach: fan's gate keeps its
-   champion (the `dsl.If` skips promote); valve has no clips, so its branch stops
-   at validation and the run fails, keeping everything fan's branch recorded.
+2. The fleet pipeline over fan and a valve whose clips are at 8 kHz, on the same
+   store, with a minimum improvement the unchanged fan detector cannot reach: the
+   data is fetched and validated once, valve is left out of the fan-out (named in
+   the validation report), and fan's gate keeps its champion (`dsl.If` skips promote).
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def task_dir(run, task: str) -> Path:
 def test_cli_runs_the_training_pipeline_and_reports_the_gate(cli_run, training_run, tracking):
     (line,) = [line for line in cli_run.output.splitlines() if line.startswith("fan:")]
     assert line.startswith("fan: gate promote (no champion yet; challenger v1 official")
-    header, row = [line.split() for line in cli_run.output.splitlines() if line.startswith(("machine type", "fan "))]
+    header, row = [line.split() for line in cli_run.output.splitlines() if line.startswith(("machine type  ", "fan "))]
     assert header[-6:] == ["challenger", "gate", "challenger", "vs", "champion", "champion"]
     # no champion before this run: the gate measured the challenger only
     assert row[0] == "fan" and row[-6:-4] == ["v1", "promote"] and row[-3:] == ["vs", "-", "v1"]
@@ -99,7 +99,8 @@ def test_cli_runs_the_training_pipeline_and_reports_the_gate(cli_run, training_r
 
 def test_local_fetch_and_validate(training_run, workspace):
     data = task_dir(training_run, "fetch-data") / "data"
-    assert sorted(p.name for p in data.iterdir()) == sorted(p.name for p in (workspace / "project" / "data").iterdir())
+    fetched = sorted(p.name for p in data.iterdir() if not p.name.startswith("."))  # .asdflow-lineage.json: fetch's own
+    assert fetched == sorted(p.name for p in (workspace / "project" / "data").iterdir())
     manifest = Manifest.load(task_dir(training_run, "validate-data") / "manifest")
     assert manifest.machine_types() == ["fan"]
     assert all(Path(r.path).is_relative_to(data) for r in manifest.records)
@@ -127,29 +128,45 @@ def test_local_register_gate_promote(training_run, registry):
     assert run.data.tags["data_version"] == "workspace" and "fan.official" in run.data.metrics
 
 
-def test_fleet_fans_out_keeps_the_champion_and_isolates_a_failing_machine_type(training_run, workspace, tracking,
-                                                                                registry):
+def _bad_valve(data: Path) -> None:
+    """A valve folder whose clips are at 8 kHz: validation fails every one of them."""
+    import numpy as np
+
+    from asdflow.data.audio import write_audio
+
+    for split, name in (("train", "section_00_source_train_normal_0000_a_1.wav"),
+                        ("test", "section_00_source_test_normal_0000_a_1.wav")):
+        write_audio(data / "valve" / split / name, np.random.default_rng(0).standard_normal(8000) * 0.1, 8000)
+
+
+def test_fleet_fetches_and_validates_once_keeps_the_champion_and_leaves_a_failing_machine_type_out(
+        training_run, workspace, tracking, registry):
     config = load_config(profile="tiny", overrides={"detector": {"families": None}})  # the families are compiled in
     overrides = {"progress": False, "tracking": tracking, "gate": {"min_improvement": 0.05},
                  "detector": {"families": None}}
+    _bad_valve(workspace / "project" / "data")
     arguments = {
-        "machine_types": ["fan", "valve"], "project": str(workspace / "project"), "data_version": "workspace",
+        "machine_types": "fan,valve", "project": str(workspace / "project"), "data_version": "workspace",
         "config_profile": "tiny", "config_overrides": encode_overrides(overrides),
     }
-    with pytest.raises(PipelineRunError, match="asdflow-fleet failed"):
-        run_local(build_fleet_pipeline(config, parallelism=1), arguments, workspace / "kfp")
-    fleet_dir = max((workspace / "kfp").glob("asdflow-fleet-*"))
-    iterations = sorted(p.name for p in fleet_dir.iterdir() if p.is_dir())
-    assert len(iterations) == 2, iterations  # one branch per machine type
+    run = run_local(build_fleet_pipeline(config, parallelism=1), arguments, workspace / "kfp")
+    fleet_dir = Path(run.run_dir)
+    # one fetch and one validation for the whole fleet; one branch, fan's: valve failed validation
+    assert len(list(fleet_dir.rglob("fetch-data/data"))) == 1
+    (report,) = fleet_dir.rglob("validate-data/report/validation.json")
+    failed = json.loads(report.read_text())["failed_machine_types"]
+    assert set(failed) == {"valve"} and "sample_rate" in failed["valve"]
+    (manifest,) = fleet_dir.rglob("validate-data/manifest/manifest.csv")
+    assert Manifest.load(manifest).machine_types() == ["fan"]
+    iterations = sorted(p.name for p in fleet_dir.iterdir() if p.is_dir() and p.name.startswith("for-loop"))
+    assert len(iterations) == 1, iterations
     decisions = gate_decisions(fleet_dir)
-    assert set(decisions) == {"fan"}, "valve stopped at validation"
+    assert set(decisions) == {"fan"}
     fan = decisions["fan"]
     assert fan.verdict == "keep" and fan.champion.version == "1" and fan.challenger.version == "2"
     assert fan.promotion is None and not list(fleet_dir.rglob("promotion")), "the dsl.If skipped promote"
     assert str(registry.get_model_version_by_alias("asd-fan", "challenger").version) == "2"
     assert str(registry.get_model_version_by_alias("asd-fan", "champion").version) == "1"
-    (manifest,) = fleet_dir.rglob("validate-data/manifest/manifest.csv")  # fan's: valve's branch stopped there
-    assert Manifest.load(manifest).machine_types() == ["fan"]
 
 
 def test_a_failing_machine_type_is_reported_and_the_others_still_run(workspace, tmp_path):

@@ -103,10 +103,13 @@ class DensityKNN:
 
     def fit(self, vectors: np.ndarray) -> "DensityKNN":
         vectors = np.asarray(vectors, dtype=np.float64)
-        if len(vectors) < 2:
-            raise DetectorError(f"the k-NN scorer needs at least 2 training clips, got {len(vectors)}")
+        if len(vectors) < 1:
+            raise DetectorError("the k-NN scorer needs at least 1 training clip, got none")
         self.scale = Standardiser(vectors)
         self.bank = self.scale(vectors)
+        if len(self.bank) == 1:  # one clip has no neighbours to measure its density by: plain distance
+            self.rho = np.ones(1)
+            return self
         distances = pairwise_distances(self.bank, self.bank, self.metric)
         np.fill_diagonal(distances, np.inf)
         k = min(self.k_density, len(self.bank) - 1)
