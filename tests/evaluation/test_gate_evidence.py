@@ -99,6 +99,10 @@ def test_evaluate_without_labelled_anomalies_reports_why_instead_of_failing(tiny
     report = evaluate_clips(scores, plant, tmp_path)
     assert report.not_evaluated and "no labelled anomalies" in report.not_evaluated
     assert math.isnan(report.official) and (tmp_path / "evaluation.json").is_file()
+    from asdflow.evaluation.metrics import EvaluationReport
+
+    again = EvaluationReport.load(tmp_path / "evaluation.json")  # what the register step reads
+    assert again.not_evaluated == report.not_evaluated and math.isnan(again.overall.official)
 
 
 def test_a_few_labelled_clips_get_a_partial_score_marked_as_not_official(tiny_manifest, tmp_path):
@@ -116,3 +120,6 @@ def test_a_few_labelled_clips_get_a_partial_score_marked_as_not_official(tiny_ma
     assert report.partial and "no source-domain normal clips" in report.partial
     summary = report.machine_types["fan"]
     assert math.isnan(summary.auc_source) and summary.auc_target == 1.0 and summary.official == pytest.approx(1.0)
+    from asdflow.evaluation.metrics import EvaluationReport
+
+    assert math.isnan(EvaluationReport.load(tmp_path / "evaluation.json").machine_types["fan"].auc_source)

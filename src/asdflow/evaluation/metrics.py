@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from scipy.stats import hmean
 from sklearn.metrics import roc_auc_score
 
@@ -183,6 +183,9 @@ def _domains(frame: pd.DataFrame) -> np.ndarray:
 
 
 class SectionScore(BaseModel):
+    # NaN (a domain without normals, no labelled anomalies) stays NaN through the JSON report
+    model_config = ConfigDict(ser_json_inf_nan="constants")
+
     machine_type: str
     section: str
     auc_source: float
@@ -199,6 +202,9 @@ class SectionScore(BaseModel):
 
 class AggregateScore(BaseModel):
     """Several sections together: arithmetic means per metric, the official harmonic mean."""
+
+    # NaN (a domain without normals, no labelled anomalies) stays NaN through the JSON report
+    model_config = ConfigDict(ser_json_inf_nan="constants")
 
     auc_source: float  # arithmetic mean over sections
     auc_target: float
@@ -227,6 +233,9 @@ class AggregateScore(BaseModel):
 
 
 class EvaluationReport(BaseModel):
+    # NaN (a domain without normals, no labelled anomalies) stays NaN through the JSON report
+    model_config = ConfigDict(ser_json_inf_nan="constants")
+
     max_fpr: float = MAX_FPR
     n_unlabelled: int = 0  # scored test clips without a label (eval sets): in the submission, not in the score
     not_evaluated: str | None = None  # why the scores are NaN (no labelled anomalies: the gate simulates them)
