@@ -16,6 +16,8 @@ def evaluate_scores(
 ):
     """`evaluation`: evaluation.json, roc.png, score_histogram.png. `metrics`: official, AUC source,
     AUC target and pAUC over the scored clips, for the KFP UI."""
+    import math
+
     from asdflow.data.manifest import Manifest
     from asdflow.jobs import evaluate_clips, read_scores
 
@@ -23,5 +25,9 @@ def evaluate_scores(
     if report.not_evaluated:  # no labelled anomalies: nothing official to show; the gate simulates them
         evaluation.metadata["not_evaluated"] = report.not_evaluated
         return
+    if report.partial:
+        evaluation.metadata["partial"] = report.partial
     for name in ("official", "auc_source", "auc_target", "pauc"):
-        metrics.log_metric(name, float(getattr(report.overall, name)))
+        value = float(getattr(report.overall, name))
+        if math.isfinite(value):  # a partial evaluation lacks a domain's AUC; KFP cannot store NaN
+            metrics.log_metric(name, value)
