@@ -45,6 +45,7 @@ benchmarks: $(STAMP)
 	$(PY) benchmarks/detectors.py
 	$(PY) benchmarks/pooling_selection.py
 	$(PY) benchmarks/twfr_speed.py
+	$(PY) benchmarks/label_free_gate.py
 
 # Container images (infra/docker); needs a Docker engine and says so when there is none.
 # The commit they are built from goes in as the build argument ASDFLOW_GIT_COMMIT (the runs'
