@@ -356,30 +356,48 @@ def promote(
     """
     from mlflow.exceptions import MlflowException
 
-    client = _client(config, project_dir)
+    from asdflow.registry.promotion_lock import PromotionConflict, promotion_lock
+    from asdflow.registry.tracking import resolve_tracking
+
+    tracking = resolve_tracking(_tracking(config), project_dir)
+    client = _client(tracking, project_dir)
     name = model_name(machine_type, config)
     version = str(version)
     expected = _normalise_version(expected_champion)
     _version_info(client, name, version, [])  # the target must exist
+    try:
+        # read, check and write under the model's promotion lock: exactly one overlapping promotion wins
+        with promotion_lock(client, tracking.tracking_uri, name, version):
+            return _promote_locked(client, name, version, expected, reason)
+    except PromotionConflict as conflict:
+        raise ChampionChangedError(
+            f"{name}: {conflict.holder} is under way; version {version} was not promoted (re-run the gate)"
+        ) from None
+    except MlflowException as err:
+        raise RegistryError(f"cannot promote {name} version {version}: {one_line(err)}") from None
+
+
+def _promote_locked(client, name: str, version: str, expected: str | None, reason: str | None) -> PromotionResult:
     current = alias_version(client, name, CHAMPION)
     if current != expected:
         raise ChampionChangedError(
-            f"{name}@{CHAMPION} is {_show(current)}, but the decision to promote version {version} was made "
-            f"against {_show(expected)}: re-run the gate before promoting"
+            f"{name}@{CHAMPION} is {_show(current)}, but the decision to promote version "
+            f"{version} was made against {_show(expected)}: re-run the gate before promoting"
         )
     if current == version:
         return PromotionResult(name=name, version=version, previous_champion=current, action="unchanged")
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-    try:
-        client.set_model_version_tag(name, version, "previous_champion", current or NO_CHAMPION)
-        client.set_model_version_tag(name, version, "promoted_at", stamp)
-        if reason:
-            client.set_model_version_tag(name, version, "promotion_reason", reason[:5000])
-        client.set_registered_model_alias(name, CHAMPION, version)
-        client.set_registered_model_tag(name, "previous_champion", current or NO_CHAMPION)
-        client.set_registered_model_tag(name, "champion_changed_at", stamp)
-    except MlflowException as err:
-        raise RegistryError(f"cannot promote {name} version {version}: {one_line(err)}") from None
+    client.set_registered_model_alias(name, CHAMPION, version)
+    if alias_version(client, name, CHAMPION) != version:  # a writer outside the lock (see promotion_lock)
+        raise ChampionChangedError(f"{name}@{CHAMPION} was moved by another promotion while version {version} "
+                                   f"was being promoted: re-run the gate")
+    # the records follow the alias, so a refused promotion leaves no promoted_at behind
+    client.set_model_version_tag(name, version, "previous_champion", current or NO_CHAMPION)
+    client.set_model_version_tag(name, version, "promoted_at", stamp)
+    if reason:
+        client.set_model_version_tag(name, version, "promotion_reason", reason[:5000])
+    client.set_registered_model_tag(name, "previous_champion", current or NO_CHAMPION)
+    client.set_registered_model_tag(name, "champion_changed_at", stamp)
     return PromotionResult(name=name, version=version, previous_champion=current, action="promoted")
 
 
