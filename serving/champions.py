@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -96,11 +97,13 @@ class ChampionStore:
         return bool(self._slots) and all(slot.model is not None for slot in self._slots.values())
 
     def status(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"ready": self.ready(), "tracking_uri": _without_credentials(self.tracking.tracking_uri),
+        """What /models shows: no credentials and no absolute file paths (the server's layout is its own)."""
+        out: dict[str, Any] = {"ready": self.ready(),
+                               "tracking_uri": redact_paths(_without_credentials(self.tracking.tracking_uri)),
                                "machine_types": "narrowed by serving.machine_types" if self.narrowed
                                else "every model with a @champion", "models": {}}
         if self._discovery_error:
-            out["error"] = self._discovery_error
+            out["error"] = redact_paths(self._discovery_error)
         for mt, slot in self._slots.items():
             model = slot.model
             out["models"][mt] = {
@@ -109,7 +112,7 @@ class ChampionStore:
                 "loaded_at": model.loaded_at if model else None,
                 "load_seconds": round(model.load_seconds, 3) if model else None,
                 "threshold": float(model.detector.threshold) if model and model.detector.threshold is not None else None,
-                "error": slot.error,
+                "error": redact_paths(slot.error) if slot.error else None,
                 "checked_at": slot.checked_at,
             }
         return out
@@ -282,6 +285,15 @@ def warm_up(path, limits: ClipLimits) -> float:
     if not np.isfinite(score):
         raise AsdflowError(f"warm-up inference gave a non-finite score ({score})")
     return score
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/(?:[^\s'\"/,;()]+/)+([^\s'\"/,;()]*)")
+
+
+def redact_paths(text: str) -> str:
+    """/srv/project/mlruns/mlflow.db -> .../mlflow.db, in URIs (sqlite:////srv/...) and messages alike."""
+    text = re.sub(r"\b(sqlite|file):/+(?:[^\s'\"/]+/)+", r"\1:///.../", text)
+    return _ABSOLUTE_PATH.sub(lambda m: ".../" + m.group(1), text)
 
 
 def _without_credentials(uri: str) -> str:

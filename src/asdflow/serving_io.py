@@ -7,8 +7,9 @@ sees exactly what was scored; every refused one raises an `AudioError` subclass 
 `reason` is a stable machine-readable code and whose message names the problem.
 
 Checks, cheapest first, so a bad upload is refused before it is decoded:
-size (too large) -> empty -> container header (not audio, truncated, corrupt) ->
-duration from the header (too long, too short) -> samples (NaN/inf) -> mono -> resample.
+size (too large) -> empty -> container header (not audio, truncated, corrupt) -> sample
+rate (one of the common rates, so resampling costs little) -> duration and decoded size from
+the header (too long, too short, too large once decoded) -> samples (NaN/inf) -> mono -> resample.
 The mixing and resampling rules are those of `asdflow.data.audio` (mean of channels,
 torchaudio's sinc resampler), so a clip is scored as it would be in training.
 """
@@ -29,8 +30,14 @@ from asdflow.config import ServingConfig
 from asdflow.data.audio import resample, to_mono
 from asdflow.errors import AudioError
 
-MIN_SAMPLE_RATE = 1000
-MAX_SAMPLE_RATE = 384_000
+# The rates a client may send. A rate that shares few factors with the detector's makes the sinc
+# resampler build a kernel of target x rate taps: 16001 Hz cost +4.1 GB and 17 s for a 1 s clip.
+# These share large factors with 16 kHz (and 22.05/44.1 kHz with each other), so the cost stays bounded.
+ACCEPTED_SAMPLE_RATES = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000)
+MAX_CHANNELS = 8
+# Decoded float32 bytes per second of clip at most: 96 kHz x 2 channels (a mono 96 kHz clip, a stereo
+# 48 kHz one); a highly compressed upload (an all-zero FLAC) is refused before it is decoded.
+MAX_DECODED_BYTES_PER_SECOND = 96_000 * 2 * 4
 
 
 # -- why a clip is refused ---------------------------------------------------------
@@ -136,8 +143,9 @@ def decode_upload(data: bytes, limits: ClipLimits, source: str = "upload") -> De
     frames, sample_rate, channels = int(info.frames), int(info.samplerate), int(info.channels)
     if frames <= 0:
         raise EmptyAudioError(f"{source}: the file holds no audio samples")
-    _check_sample_rate(sample_rate, source)
+    _check_sample_rate(sample_rate, source, limits.target_sr)
     _check_duration(frames, sample_rate, limits, source)
+    _check_decoded_size(frames, channels, limits, source)
     try:
         samples, _ = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
     except (RuntimeError, sf.LibsndfileError) as err:
@@ -167,7 +175,7 @@ def decode_samples(
 ) -> DecodedClip:
     """A float array (mono, or channels x samples) at `sample_rate` (default: the target rate)."""
     sample_rate = limits.target_sr if sample_rate is None else sample_rate
-    _check_sample_rate(sample_rate, source)
+    _check_sample_rate(sample_rate, source, limits.target_sr)
     try:
         array = np.asarray(samples, dtype=np.float32)
     except (TypeError, ValueError):
@@ -181,17 +189,28 @@ def decode_samples(
     if array.size == 0 or array.shape[0] == 0:
         raise EmptyAudioError(f"{source}: empty waveform (0 samples)")
     _check_duration(array.shape[0], sample_rate, limits, source)
+    _check_decoded_size(array.shape[0], array.shape[1] if array.ndim == 2 else 1, limits, source)
     return _finish(array if array.ndim == 2 else array[:, None], sample_rate, limits, source)
 
 
 # -- checks ------------------------------------------------------------------------------
 
 
-def _check_sample_rate(sample_rate: int, source: str) -> None:
-    if not MIN_SAMPLE_RATE <= int(sample_rate) <= MAX_SAMPLE_RATE:
-        raise BadSampleRateError(
-            f"{source}: sample rate {sample_rate} Hz is outside {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz"
-        )
+def _check_sample_rate(sample_rate: int, source: str, target_sr: int | None = None) -> None:
+    if int(sample_rate) not in ACCEPTED_SAMPLE_RATES and int(sample_rate) != target_sr:
+        accepted = ", ".join(f"{r / 1000:g}" for r in ACCEPTED_SAMPLE_RATES)
+        raise BadSampleRateError(f"{source}: sample rate {sample_rate} Hz is not accepted; send one of {accepted} kHz")
+
+
+def _check_decoded_size(frames: int, channels: int, limits: ClipLimits, source: str) -> None:
+    """What decoding will allocate, from the header, before any sample is decoded."""
+    if channels > MAX_CHANNELS:
+        raise BadWaveformError(f"{source}: {channels} channels, at most {MAX_CHANNELS} are accepted")
+    decoded = frames * channels * 4
+    cap = int(limits.max_seconds * MAX_DECODED_BYTES_PER_SECOND)
+    if decoded > cap:
+        raise TooLargeError(f"{source}: {frames} frames x {channels} channels decode to {decoded} bytes, "
+                            f"above the limit of {cap} bytes")
 
 
 def _check_duration(frames: int, sample_rate: int, limits: ClipLimits, source: str) -> None:

@@ -456,6 +456,33 @@ def test_metrics_have_a_score_histogram_per_machine_type(served):
     assert _metric(text, "bentoml_service_request_total", endpoint="/score", http_response_code="200") >= 1
 
 
+def test_models_and_refusals_show_no_server_paths_and_no_echoed_payload(served):
+    text = requests.get(f"{served.url}/models", timeout=5).text
+    assert str(served.log.parent) not in text and "sqlite:///.../mlflow.db" in text
+    huge = "x" * 100_000  # a machine type is a name, not a payload to echo back
+    answer = requests.post(f"{served.url}/score", files={"audio": ("a.wav", _wav(np.zeros(SR)), "audio/wav")},
+                           data={"machine_type": huge}, timeout=30)
+    assert answer.status_code == 404 and len(answer.text) < 1000 and "(100000 chars)" in answer.json()["error"]
+
+
+def test_two_audio_parts_in_one_score_request_are_refused(served):
+    clip = served.clips["fan"].read_bytes()
+    answer = requests.post(f"{served.url}/score", files=[("audio", ("a.wav", clip, "audio/wav")),
+                                                         ("audio", ("b.wav", clip, "audio/wav"))],
+                           data={"machine_type": "fan"}, timeout=30)
+    assert answer.status_code == 400 and "two `audio` parts" in answer.text
+
+
+def test_unknown_paths_share_one_metric_label_and_still_get_404(served):
+    before = len(requests.get(f"{served.url}/metrics", timeout=10).text)
+    for i in range(40):
+        assert requests.get(f"{served.url}/probe-{i}-{os.urandom(4).hex()}", timeout=5).status_code == 404
+    text = requests.get(f"{served.url}/metrics", timeout=10).text
+    assert "probe-" not in text
+    assert _metric(text, "bentoml_service_request_total", endpoint="/__unknown__", http_response_code="404") >= 40
+    assert len(text) < before + 20_000  # one label's worth of series, not forty
+
+
 # -- hot reload (last: it changes the fan champion) --------------------------------------------------------
 
 

@@ -220,3 +220,34 @@ def test_limits_come_from_the_serving_config():
     serving = ServingConfig(min_seconds=0.5, max_seconds=12.0, max_upload_bytes=1234)
     limits = ClipLimits.from_config(serving, 22050)
     assert (limits.target_sr, limits.min_seconds, limits.max_seconds, limits.max_upload_bytes) == (22050, 0.5, 12.0, 1234)
+
+
+# -- hostile rates and sizes: refused before the costly work ---------------------------------------
+
+
+@pytest.mark.parametrize("rate", [5, 16001, 30001, 192000, 384000])
+def test_an_odd_or_extreme_sample_rate_is_refused_before_resampling(rate):
+    """16001 Hz shares no factor with 16000: the sinc resampler would build a 16000 x 16001 kernel."""
+    import tracemalloc
+
+    tracemalloc.start()
+    with pytest.raises(BadSampleRateError, match="not accepted; send one of 8, 11.025, 16"):
+        decode_samples(np.zeros(rate // 2 or 1, dtype=np.float32).tolist(), rate, LIMITS)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 50 * 1024 * 1024
+
+
+def test_an_all_zero_flac_that_would_decode_to_too_much_is_refused_from_its_header():
+    silent = np.zeros((int(LIMITS.max_seconds * 96000) - 1, 3), dtype=np.float32)  # 3 channels at 96 kHz
+    buf = io.BytesIO()
+    sf.write(buf, silent, 96000, format="FLAC")
+    data = buf.getvalue()
+    assert len(data) < LIMITS.max_upload_bytes  # small on the wire, large once decoded
+    with pytest.raises(TooLargeError, match="decode to"):
+        decode_upload(data, LIMITS)
+
+
+def test_too_many_channels_are_refused():
+    with pytest.raises(BadWaveformError, match="at most 8"):
+        decode_samples(np.zeros((9, SR), dtype=np.float32).tolist(), SR, LIMITS)
