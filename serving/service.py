@@ -168,7 +168,7 @@ class ScoreInput(IODescriptor):
         # file field and answers a malformed form with a 500; here both are a 4xx.
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media not in ("multipart/form-data", "application/x-www-form-urlencoded"):
-            return cls.model_validate_json(await request.body() or b"{}")
+            return await _parse_off_the_loop(cls, await request.body())
         try:
             form = await request.form(max_files=2, max_fields=16)
         except Exception as err:  # starlette raises several kinds for a broken body
@@ -215,7 +215,15 @@ class BatchInput(IODescriptor):
         media = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
         if media != "application/json":
             raise _invalid_body("content_type", f"send application/json, not {media}")
-        return cls.model_validate_json(await request.body() or b"{}")
+        return await _parse_off_the_loop(cls, await request.body())
+
+
+async def _parse_off_the_loop(model, body: bytes):
+    """JSON parsed and validated on a worker thread: a large body (up to the request cap) must not stall
+    /livez and every other request on the event loop meanwhile."""
+    import anyio
+
+    return await anyio.to_thread.run_sync(model.model_validate_json, body or b"{}")
 
 
 def _invalid_body(kind: str, message: str) -> ValidationError:
@@ -648,5 +656,5 @@ _bound_metric_paths()
 AnomalyDetector.mount_asgi_app(Starlette(routes=[Route("/models", _models_view, methods=["GET"])]), path="/")
 AnomalyDetector.add_asgi_middleware(OverloadMiddleware)
 AnomalyDetector.add_asgi_middleware(
-    BodyLimitMiddleware, max_request_bytes=SERVING.max_request_bytes, max_upload_bytes=SERVING.max_upload_bytes
+    BodyLimitMiddleware, max_request_bytes=SERVING.request_cap, max_upload_bytes=SERVING.max_upload_bytes
 )

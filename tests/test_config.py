@@ -69,3 +69,13 @@ def test_tracking_uri_from_the_environment(monkeypatch):
     monkeypatch.setattr(config_module, "_PROCESS_ENVIRONMENT", {})
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////tmp/elsewhere.db")
     assert load_config(profile="tiny").tracking.tracking_uri.startswith("sqlite:///mlruns")
+
+
+def test_the_request_cap_follows_the_longest_clip_unless_set():
+    from asdflow.config import ServingConfig
+
+    derived = ServingConfig().request_cap
+    assert 20e6 < derived < 22e6  # 30 s as JSON floats at 32 kHz, not a fixed 64 MB
+    assert ServingConfig(max_seconds=10.0).request_cap < derived
+    assert ServingConfig(max_request_bytes=1234).request_cap == 1234
+    assert ServingConfig(max_upload_bytes=40_000_000).request_cap > 40_000_000  # an upload always fits

@@ -243,8 +243,15 @@ class ServingConfig(StrictModel):
     min_seconds: float = 1.0
     max_seconds: float = 30.0
     max_upload_bytes: int = 8 * 1024 * 1024  # one uploaded audio file
-    # any request body; JSON float arrays take ~20 bytes a sample, so this is above the upload cap
-    max_request_bytes: int = 64 * 1024 * 1024
+    # any request body; None: room for a `max_seconds` clip as a JSON float array at 32 kHz (~22 bytes a
+    # sample): 21 MB for 30 s, where a fixed 64 MB let two bodies block the event loop for 14 s
+    max_request_bytes: int | None = None
+
+    @property
+    def request_cap(self) -> int:
+        if self.max_request_bytes is not None:
+            return self.max_request_bytes
+        return max(int(self.max_seconds * 32_000 * 22) + 64 * 1024, self.max_upload_bytes + 64 * 1024)
     reload_interval_s: float = Field(10.0, gt=0)  # how often the server looks for a newly promoted champion
     workers: int = Field(1, ge=1)  # server processes, each holding every model
     threads: int = Field(2, ge=1)  # scoring threads per worker (torch and BLAS release the GIL)
