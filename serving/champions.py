@@ -39,6 +39,9 @@ from asdflow.serving_io import ClipLimits
 log = logging.getLogger("asdflow.serving")
 
 WARMUP_SECONDS = 2.0  # the dummy clip scored before a model counts as ready
+# MLflow's HTTP client retries for about a minute by default; a reload pass gets a few seconds
+REGISTRY_DEADLINES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+                      "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
 
 
 @dataclass(frozen=True)
@@ -66,15 +69,25 @@ class ChampionStore:
         config: AsdflowConfig,
         project_dir: str | Path | None = None,
         on_swap: Callable[[LoadedChampion], None] | None = None,
+        on_registry_check: Callable[[bool, float | None], None] | None = None,
     ):
+        import os
+
         from asdflow.registry.tracking import resolve_tracking
 
+        # a registry server that is down must not hold a reload pass in MLflow's retries for a minute
+        for key, value in REGISTRY_DEADLINES.items():
+            os.environ.setdefault(key, value)
         self.config = config
         # None: every asd-* model with a @champion, found anew at each refresh; a list narrows to those
         self.narrowed = list(config.serving.machine_types) if config.serving.machine_types else None
         self.tracking = resolve_tracking(config.tracking, project_dir)
         self._slots = {mt: _Slot() for mt in self.narrowed or []}
         self._discovery_error: str | None = None
+        self._registry_error: str | None = None  # why the last pass could not read the registry
+        self._registry_ok_at: float | None = None  # when a pass last read it
+        self._registry_file: tuple[int, int] | None = None  # (device, inode) of a SQLite registry
+        self._on_registry_check = on_registry_check
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._client = None
@@ -104,6 +117,11 @@ class ChampionStore:
                                else "every model with a @champion", "models": {}}
         if self._discovery_error:
             out["error"] = redact_paths(self._discovery_error)
+        age = time.time() - self._registry_ok_at if self._registry_ok_at is not None else None
+        out["registry"] = {"ok": self._registry_error is None and self._registry_ok_at is not None,
+                           "error": redact_paths(self._registry_error) if self._registry_error else None,
+                           "last_ok_at": self._registry_ok_at,
+                           "seconds_since_ok": round(age, 1) if age is not None else None}
         for mt, slot in self._slots.items():
             model = slot.model
             out["models"][mt] = {
@@ -146,9 +164,46 @@ class ChampionStore:
         Returns machine type -> what happened ("loaded <v>", "unchanged", "error: ...").
         """
         with self._refresh_lock:
+            try:
+                self._check_registry_file()
+            except AsdflowError as err:  # keep serving what is loaded; say why nothing changes
+                self._registry_failed(str(err))
+                return {mt: f"error: {err}" for mt in self.machine_types}
+            self._registry_error = None
             if self.narrowed is None:
                 self._discover()
-            return {mt: self._refresh_one(mt) for mt in self.machine_types}
+            outcome = {mt: self._refresh_one(mt) for mt in self.machine_types}
+            if self._registry_error is None:
+                self._registry_ok_at = time.time()
+            if self._on_registry_check is not None:
+                self._on_registry_check(self._registry_error is None, self._registry_ok_at)
+            return outcome
+
+    def _check_registry_file(self) -> None:
+        """A SQLite registry must exist (MLflow would create an empty one, and the server would serve
+        nothing, silently); one replaced on disk is reopened, and said so."""
+        from asdflow.registry.promotion_lock import sqlite_path
+
+        path = sqlite_path(self.tracking.tracking_uri)
+        if path is None:
+            return
+        try:
+            stat = path.stat()
+        except OSError:
+            raise AsdflowError(f"the registry database {path.name} does not exist (moved or deleted?): "
+                               "not creating an empty one; still serving what is loaded") from None
+        identity = (stat.st_dev, stat.st_ino)
+        if self._registry_file is not None and identity != self._registry_file:
+            log.warning("the registry database %s was replaced: reopening it", path.name)
+            self._client = None  # the next call opens the new file
+        self._registry_file = identity
+
+    def _registry_failed(self, message: str) -> None:
+        if self._registry_error != message:
+            log.warning(message)
+        self._registry_error = message
+        if self._on_registry_check is not None:
+            self._on_registry_check(False, self._registry_ok_at)
 
     def _discover(self) -> None:
         """Add a slot for every registered detector model (named by `tracking.model_name_template`)
@@ -171,7 +226,7 @@ class ChampionStore:
                 self._discovery_error = f"no registered model named {template} has a @champion yet"
         except Exception as err:  # the store is unreachable: keep serving what is loaded
             self._discovery_error = f"cannot list the registered models: {_reason(err)}"
-            log.warning(self._discovery_error)
+            self._registry_failed(self._discovery_error)
 
     def _refresh_one(self, machine_type: str) -> str:
         slot = self._slots[machine_type]
@@ -180,6 +235,7 @@ class ChampionStore:
         try:
             version = self._champion_version(name)
         except Exception as err:  # the store is unreachable: keep serving what is loaded
+            self._registry_error = self._registry_error or f"cannot resolve {name}@champion: {_reason(err)}"
             return self._failed(slot, f"cannot resolve {name}@champion: {_reason(err)}")
         if version is None:
             serving = f"; still serving version {slot.model.version}" if slot.model else ""

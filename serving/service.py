@@ -128,6 +128,16 @@ CHAMPION_VERSION = bentoml.metrics.Gauge(
     labelnames=["machine_type"],
     multiprocess_mode="livemax",
 )
+REGISTRY_UP = bentoml.metrics.Gauge(
+    name="asdflow_registry_up",
+    documentation="1 when the last reload pass could read the model registry, else 0",
+    multiprocess_mode="livemin",
+)
+REGISTRY_OK_AT = bentoml.metrics.Gauge(
+    name="asdflow_registry_last_ok_timestamp_seconds",
+    documentation="When a reload pass last read the model registry (alert on its age)",
+    multiprocess_mode="livemin",
+)
 
 
 # -- request and response bodies ------------------------------------------------------------
@@ -411,7 +421,8 @@ class AnomalyDetector:
         torch.set_num_threads(1)
         self.config = CONFIG
         project_dir = os.environ.get("ASDFLOW_PROJECT_DIR") or Path.cwd()
-        self.store = ChampionStore(CONFIG, project_dir, on_swap=_publish_version)
+        self.store = ChampionStore(CONFIG, project_dir, on_swap=_publish_version,
+                                   on_registry_check=_publish_registry_health)
         # models load on a background thread: /livez answers at once, /readyz once all are warm
         self.store.start()
 
@@ -595,6 +606,12 @@ def _publish_version(champion: LoadedChampion) -> None:
         CHAMPION_VERSION.labels(machine_type=champion.machine_type).set(float(champion.version))
     except ValueError:  # a registry with non-numeric versions: the gauge stays unset
         pass
+
+
+def _publish_registry_health(ok: bool, ok_at: float | None) -> None:
+    REGISTRY_UP.set(1.0 if ok else 0.0)
+    if ok_at is not None:
+        REGISTRY_OK_AT.set(ok_at)
 
 
 def _result(champion: LoadedChampion, clip: DecodedClip, score: float) -> ScoreResult:

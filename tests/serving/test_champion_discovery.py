@@ -3,6 +3,7 @@ as it appears; `serving.machine_types` only narrows. A real SQLite MLflow regist
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -35,12 +36,13 @@ def test_every_champion_is_served_and_a_later_one_is_picked_up(tmp_path, detecto
     store = ChampionStore(config)
     store.refresh()
     assert store.machine_types == [] and not store.ready()
-    assert "has a @champion yet" in store.status()["error"]
+    assert "does not exist" in store.status()["registry"]["error"]  # nothing registered yet: no store file
 
     fan = register_detector(detectors["fan"], "fan", config)
     register_detector(detectors["pump"], "pump", config)  # a challenger only: not served
     store.refresh()
     assert store.machine_types == [] and not store.ready()
+    assert "has a @champion yet" in store.status()["error"] and store.status()["registry"]["ok"]
 
     promote("fan", fan.version, None, config)
     assert store.refresh() == {"fan": f"loaded {fan.version}"}
@@ -65,3 +67,27 @@ def test_serving_machine_types_narrows_and_waits_for_each_listed_champion(tmp_pa
     promote("pump", pump.version, None, config)
     store.refresh()
     assert store.machine_types == ["pump"] and store.ready() and store.get("fan") is None
+
+
+def test_a_missing_or_replaced_registry_file_is_said_never_recreated(tmp_path, detectors):
+    from asdflow.registry.models import promote, register_detector
+
+    config = _config(tmp_path)
+    fan = register_detector(detectors["fan"], "fan", config)
+    promote("fan", fan.version, None, config)
+    seen: list[bool] = []
+    store = ChampionStore(config, on_registry_check=lambda ok, at: seen.append(ok))
+    assert store.refresh() == {"fan": f"loaded {fan.version}"}
+    assert store.status()["registry"]["ok"] and seen[-1] is True
+
+    db = tmp_path / "mlflow.db"
+    moved = db.rename(tmp_path / "moved.db")
+    outcome = store.refresh()
+    assert "does not exist" in outcome["fan"] and not db.exists(), "no empty registry created"
+    status = store.status()
+    assert status["registry"]["ok"] is False and "mlflow.db does not exist" in status["registry"]["error"]
+    assert str(tmp_path) not in str(status) and seen[-1] is False
+    assert store.ready() and store.get("fan").version == fan.version  # still serving what is loaded
+
+    shutil.copyfile(moved, db)  # a new file (another inode) in its place: reopened, healthy again
+    assert store.refresh() == {"fan": "unchanged"} and store.status()["registry"]["ok"]
