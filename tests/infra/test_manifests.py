@@ -180,6 +180,9 @@ def test_detector_probes_metrics_and_config():
         container = template["spec"]["containers"][0]
         port = container["ports"][0]["containerPort"]
         assert port == serving.port == 3000
+        # shutdown: a preStop pause, then in-flight requests get the whole request timeout before SIGKILL
+        pause = int(container["lifecycle"]["preStop"]["exec"]["command"][-1])
+        assert template["spec"]["terminationGracePeriodSeconds"] >= pause + serving.timeout_s
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
         assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
         annotations = template["metadata"]["annotations"]
