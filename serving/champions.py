@@ -60,6 +60,7 @@ class LoadedChampion:
 class _Slot:
     model: LoadedChampion | None = None
     error: str | None = None  # the last problem seen resolving or loading this machine type
+    fallback_from: str | None = None  # the champion version that failed, when an earlier one is served
     checked_at: float | None = None
 
 
@@ -109,6 +110,10 @@ class ChampionStore:
         a registry without any champion is not ready: there is nothing to serve."""
         return bool(self._slots) and all(slot.model is not None for slot in self._slots.values())
 
+    def ready_by_machine_type(self) -> dict[str, bool]:
+        """Per machine type: a model is loaded (the champion, or an earlier one while it fails to load)."""
+        return {mt: slot.model is not None for mt, slot in sorted(self._slots.items())}
+
     def status(self) -> dict[str, Any]:
         """What /models shows: no credentials and no absolute file paths (the server's layout is its own)."""
         out: dict[str, Any] = {"ready": self.ready(),
@@ -131,6 +136,7 @@ class ChampionStore:
                 "load_seconds": round(model.load_seconds, 3) if model else None,
                 "threshold": float(model.detector.threshold) if model and model.detector.threshold is not None else None,
                 "error": redact_paths(slot.error) if slot.error else None,
+                "fallback_from": slot.fallback_from,  # the champion that failed to load, when serving an earlier one
                 "checked_at": slot.checked_at,
             }
         return out
@@ -246,11 +252,20 @@ class ChampionStore:
         try:
             model = self._load(machine_type, name, version)
         except Exception as err:  # a broken version never replaces a working one
+            problem = f"cannot load {name} version {version}: {_reason(err)}"
+            if slot.model is None:  # at start-up: the last good champion rather than nothing
+                fallback = self._last_good(machine_type, name, version)
+                if fallback is not None:
+                    slot.model, slot.fallback_from = fallback, version
+                    if self._on_swap is not None:
+                        self._on_swap(fallback)
+                    return self._failed(slot, f"{problem}; serving version {fallback.version}, an earlier "
+                                              "champion, meanwhile")
             serving = f"; still serving version {slot.model.version}" if slot.model else ""
-            return self._failed(slot, f"cannot load {name} version {version}: {_reason(err)}{serving}")
+            return self._failed(slot, f"{problem}{serving}")
         previous = slot.model.version if slot.model else None
         slot.model = model  # the swap: one reference assignment, atomic for readers
-        slot.error = None
+        slot.error = slot.fallback_from = None
         if self._on_swap is not None:
             self._on_swap(model)
         log.info("%s: serving version %s (was %s), loaded and warmed in %.2f s",
@@ -279,6 +294,24 @@ class ChampionStore:
         from asdflow.registry.models import CHAMPION, alias_version
 
         return alias_version(self._mlflow_client(), name, CHAMPION)
+
+    def _last_good(self, machine_type: str, name: str, broken: str, steps: int = 3) -> LoadedChampion | None:
+        """The newest earlier champion that loads, following `previous_champion` tags back from `broken`."""
+        client = self._mlflow_client()
+        version = broken
+        for _ in range(steps):
+            try:
+                version = (client.get_model_version(name, version).tags or {}).get("previous_champion")
+            except Exception:  # noqa: BLE001 - the registry cannot say: no fallback
+                return None
+            if not version or version == "none":
+                return None
+            try:
+                return self._load(machine_type, name, version)
+            except Exception as err:  # noqa: BLE001 - that one is broken too: one further back
+                log.warning("%s version %s (an earlier champion) does not load either: %s", name, version,
+                            _reason(err))
+        return None
 
     def _load(self, machine_type: str, name: str, version: str) -> LoadedChampion:
         import mlflow.pyfunc

@@ -128,6 +128,12 @@ CHAMPION_VERSION = bentoml.metrics.Gauge(
     labelnames=["machine_type"],
     multiprocess_mode="livemax",
 )
+CHAMPION_FALLBACK = bentoml.metrics.Gauge(
+    name="asdflow_champion_fallback",
+    documentation="1 when the champion failed to load and an earlier champion is served instead, per machine type",
+    labelnames=["machine_type"],
+    multiprocess_mode="livemax",
+)
 REGISTRY_UP = bentoml.metrics.Gauge(
     name="asdflow_registry_up",
     documentation="1 when the last reload pass could read the model registry, else 0",
@@ -343,6 +349,41 @@ class BodyLimitMiddleware:
         return await self.app(scope, counting_receive, guarded_send)
 
 
+# -- readiness per machine type ----------------------------------------------------------------
+
+
+class ReadinessMiddleware:
+    """GET /readyz answers which machine types are loaded (the aggregate status for the Kubernetes
+    probe, as before); GET /readyz?machine_type=fan answers for that one alone, so one broken machine
+    type need not take the healthy ones out of a router's rotation."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope.get("type") != "http" or scope.get("path") != "/readyz" or scope.get("method") != "GET":
+            return await self.app(scope, receive, send)
+        service = bentoml.get_current_service()
+        if service is None:
+            return await self.app(scope, receive, send)
+        from urllib.parse import parse_qs
+
+        by_type = service.store.ready_by_machine_type()
+        wanted = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("machine_type")
+        if wanted:
+            machine_type = wanted[0][:64]
+            if machine_type not in by_type:
+                body, status = {"error": f"unknown machine type {machine_type!r}", "reason": "unknown_machine_type",
+                                "status": 404}, 404
+            else:
+                body = {"machine_type": machine_type, "ready": by_type[machine_type]}
+                status = 200 if by_type[machine_type] else 503
+        else:
+            ready = service.store.ready()
+            body, status = {"ready": ready, "machine_types": by_type}, 200 if ready else 503
+        return await JSONResponse(body, status_code=status)(scope, receive, send)
+
+
 # -- load shedding ---------------------------------------------------------------------------
 
 RETRY_AFTER_S = 1
@@ -422,12 +463,17 @@ class AnomalyDetector:
         self.config = CONFIG
         project_dir = os.environ.get("ASDFLOW_PROJECT_DIR") or Path.cwd()
         self.store = ChampionStore(CONFIG, project_dir, on_swap=_publish_version,
-                                   on_registry_check=_publish_registry_health)
+                                   on_registry_check=self._after_reload_pass)
         # models load on a background thread: /livez answers at once, /readyz once all are warm
         self.store.start()
 
     def __is_ready__(self) -> bool:
         return self.store.ready()
+
+    def _after_reload_pass(self, registry_ok: bool, ok_at: float | None) -> None:
+        _publish_registry_health(registry_ok, ok_at)
+        for machine_type, entry in self.store.status()["models"].items():
+            CHAMPION_FALLBACK.labels(machine_type=machine_type).set(1.0 if entry["fallback_from"] else 0.0)
 
     @bentoml.on_shutdown
     def _stop_reloading(self) -> None:
@@ -671,6 +717,7 @@ _bound_metric_paths()
 
 # mounted passively at the root: it answers GET /models and nothing else
 AnomalyDetector.mount_asgi_app(Starlette(routes=[Route("/models", _models_view, methods=["GET"])]), path="/")
+AnomalyDetector.add_asgi_middleware(ReadinessMiddleware)
 AnomalyDetector.add_asgi_middleware(OverloadMiddleware)
 AnomalyDetector.add_asgi_middleware(
     BodyLimitMiddleware, max_request_bytes=SERVING.request_cap, max_upload_bytes=SERVING.max_upload_bytes

@@ -91,3 +91,24 @@ def test_a_missing_or_replaced_registry_file_is_said_never_recreated(tmp_path, d
 
     shutil.copyfile(moved, db)  # a new file (another inode) in its place: reopened, healthy again
     assert store.refresh() == {"fan": "unchanged"} and store.status()["registry"]["ok"]
+
+
+def test_a_champion_that_does_not_load_at_start_up_falls_back_to_the_previous_one(tmp_path, detectors):
+    from asdflow.registry.models import promote, register_detector
+
+    config = _config(tmp_path)
+    good = register_detector(detectors["fan"], "fan", config)
+    promote("fan", good.version, None, config)
+    broken_dir = tmp_path / "broken"
+    shutil.copytree(detectors["fan"], broken_dir)
+    for state in (p for p in broken_dir.iterdir() if p.suffix != ".json"):
+        state.write_bytes(b"not a detector")
+    broken = register_detector(broken_dir, "fan", config)
+    promote("fan", broken.version, good.version, config)
+
+    store = ChampionStore(config)  # a server starting now
+    store.refresh()
+    assert store.ready() and store.ready_by_machine_type() == {"fan": True}
+    assert store.get("fan").version == good.version
+    entry = store.status()["models"]["fan"]
+    assert entry["fallback_from"] == broken.version and "an earlier champion" in entry["error"]

@@ -143,6 +143,9 @@ def served(tmp_path_factory) -> Served:
             "models": requests.get(f"{url}/models", timeout=5).json()["models"],
             "first_models": models,
             "readyz": requests.get(f"{url}/readyz", timeout=5).status_code,
+            "readyz_body": requests.get(f"{url}/readyz", timeout=5).json(),
+            "readyz_fan": requests.get(f"{url}/readyz?machine_type=fan", timeout=5).status_code,
+            "readyz_pump": requests.get(f"{url}/readyz?machine_type=pump", timeout=5).status_code,
             "livez": requests.get(f"{url}/livez", timeout=5).status_code,
             "pump_score": _post_wav(url, "pump", clips["pump"].read_bytes()),
             "fan_score": _post_wav(url, "fan", clips["fan"].read_bytes()),
@@ -179,6 +182,8 @@ def test_not_ready_until_every_champion_is_loaded(served):
     before = served.before_pump
     assert before["livez"] == 200
     assert before["readyz"] == 503  # fan loaded and warm, pump has no @champion yet
+    assert before["readyz_body"] == {"ready": False, "machine_types": {"fan": True, "pump": False}}
+    assert (before["readyz_fan"], before["readyz_pump"]) == (200, 503)  # per machine type, for a router
     assert before["models"]["fan"]["version"] == "1" and before["models"]["fan"]["error"] is None
     assert before["models"]["pump"]["version"] is None
     assert "asd-pump has no @champion alias" in before["models"]["pump"]["error"]
