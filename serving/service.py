@@ -460,6 +460,7 @@ class AnomalyDetector:
         # process-wide, so one thread per op keeps them from oversubscribing the cores (set once
         # here, not per call: asdflow.torch_threads skips a count that is already right).
         torch.set_num_threads(1)
+        _die_with_parent()
         self.config = CONFIG
         project_dir = os.environ.get("ASDFLOW_PROJECT_DIR") or Path.cwd()
         self.store = ChampionStore(CONFIG, project_dir, on_swap=_publish_version,
@@ -652,6 +653,20 @@ def _publish_version(champion: LoadedChampion) -> None:
         CHAMPION_VERSION.labels(machine_type=champion.machine_type).set(float(champion.version))
     except ValueError:  # a registry with non-numeric versions: the gauge stays unset
         pass
+
+
+def _die_with_parent() -> None:
+    """Linux: this worker gets SIGTERM when the process that started it dies, so a kill -9 of
+    `asdflow serve` does not leave a worker answering on the port (the orphan a restart trips on)."""
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the port check of `asdflow serve` still refuses the orphan
+        log.info("no parent-death signal on this platform")
 
 
 def _publish_registry_health(ok: bool, ok_at: float | None) -> None:

@@ -21,7 +21,7 @@ from typing import Optional
 import typer
 
 from asdflow.config import AsdflowConfig, load_config
-from asdflow.errors import AsdflowError
+from asdflow.errors import AsdflowError, ConfigError
 from asdflow.telemetry import TELEMETRY_OFF
 
 SERVICE_TARGET = "serving.service:AnomalyDetector"
@@ -111,5 +111,24 @@ def serve(
         f"on {run.url}; ready when {run.url}/readyz answers every champion loaded (a later one is picked up)",
         err=True,
     )
+    ensure_port_free(cfg.serving.host if host is None else host,
+                     int(port if port is not None else cfg.serving.port))
     os.chdir(run.cwd)
     os.execve(run.argv[0], run.argv, {**os.environ, **run.env})
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    """Refuse, in one line, to start on a port something already answers on (BentoML would fail deep
+    in its process manager; after a kill -9 it is often an earlier server's worker still serving)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: TIME_WAIT is no conflict
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            raise ConfigError(
+                f"cannot serve on {host}:{port}: {err.strerror or err}. Another process holds it (an earlier "
+                f"`asdflow serve` whose worker outlived it? see `ss -ltnp 'sport = :{port}'`); stop it or pass --port"
+            ) from None
