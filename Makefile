@@ -40,6 +40,7 @@ benchmarks: $(STAMP)
 	$(PY) benchmarks/synthetic.py
 	$(PY) benchmarks/real_valve.py
 	$(PY) benchmarks/serving.py
+	$(PY) benchmarks/serving_hostile.py
 	$(PY) benchmarks/separation.py
 	$(PY) benchmarks/synthesis.py
 	$(PY) benchmarks/detectors.py
