@@ -143,7 +143,10 @@ def main(argv: list[str] | None = None) -> int:
         "peak_server_rss_mb": round(peak[0], 1), "server_ready_s": round(ready_s, 1),
         "tracebacks_in_log": log_text.count("Traceback (most recent call last)"),
     }
-    path = write_results("serving_hostile", {"command": " ".join(sys.argv), "summary": summary, "by_kind": rows})
+    first = log_text.find("Traceback (most recent call last)")
+    summary_extra = {"first_traceback": log_text[max(0, first - 300): first + 3000] if first >= 0 else None}
+    path = write_results("serving_hostile", {"command": " ".join(sys.argv), "summary": summary, "by_kind": rows,
+                                             **summary_extra})
     print_table(rows)
     print()
     print_table([summary])

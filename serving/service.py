@@ -426,7 +426,8 @@ def _ours(message) -> bool:
 
 
 class _OneLineOverload(logging.Filter):
-    """BentoML logs each shed request with a ~30-line traceback (8.5 MB under a burst); one line says it."""
+    """BentoML logs each shed request, and each malformed body it answers with 400, with a ~30-line
+    traceback (8.5 MB under a burst); one line says what happened."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         from bentoml.exceptions import ServiceUnavailable
@@ -434,6 +435,10 @@ class _OneLineOverload(logging.Filter):
         error = record.exc_info[1] if record.exc_info else None
         if isinstance(error, ServiceUnavailable):
             record.msg, record.args = "shed load: %s (answered 503 with Retry-After)", (record.getMessage(),)
+            record.exc_info, record.exc_text = None, None
+        elif isinstance(error, ValidationError):  # a request body refused with 400: the client's problem
+            detail = "; ".join(e.get("msg", "") for e in error.errors())[:300]
+            record.msg, record.args = "refused a malformed body: %s (%s)", (record.getMessage(), detail)
             record.exc_info, record.exc_text = None, None
         return True
 

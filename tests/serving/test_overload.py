@@ -55,3 +55,15 @@ def test_a_shed_request_is_logged_in_one_line():
                                    "Exception on %s [%s]", ("/score_batch", "POST"), sys.exc_info())
     assert _OneLineOverload().filter(record) and record.exc_info is None
     assert record.getMessage() == "shed load: Exception on /score_batch [POST] (answered 503 with Retry-After)"
+
+
+def test_a_refused_malformed_body_is_logged_in_one_line():
+    from serving.service import _OneLineOverload, _invalid_body
+
+    try:
+        raise _invalid_body("duplicate_audio", "two `audio` parts: send one clip per /score request")
+    except Exception:  # noqa: BLE001 - the pydantic ValidationError BentoML answers with 400
+        record = logging.LogRecord("bentoml._internal.server.http_app", logging.ERROR, __file__, 1,
+                                   "Exception on %s [%s]", ("/score", "POST"), sys.exc_info())
+    assert _OneLineOverload().filter(record) and record.exc_info is None
+    assert "two `audio` parts" in record.getMessage() and record.getMessage().startswith("refused a malformed body")
