@@ -60,14 +60,18 @@ def hostile_bodies() -> dict[str, tuple[str, dict]]:
     }
 
 
-def rss_sampler(pid: int, stop: threading.Event, peak: list[float]) -> None:
+def rss_sampler(pid: int, stop: threading.Event, peak: list[float], by_process: dict[str, float]) -> None:
+    """Peak RSS of the server's process tree, and of each process in it (which one grows)."""
     import psutil
 
     while not stop.is_set():
         try:
             root = psutil.Process(pid)
-            total = sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
-            peak[0] = max(peak[0], total / 2**20)
+            processes = [root, *root.children(recursive=True)]
+            sizes = {f"{p.pid} {' '.join(p.cmdline()[1:3])[:60]}": p.memory_info().rss / 2**20 for p in processes}
+            peak[0] = max(peak[0], sum(sizes.values()))
+            for name, mb in sizes.items():
+                by_process[name] = round(max(by_process.get(name, 0.0), mb), 1)
         except psutil.Error:
             pass
         stop.wait(0.25)
@@ -113,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
             server_pid = next(p.pid for p in __import__("psutil").process_iter(["cmdline"])
                               if "serving.service:AnomalyDetector" in " ".join(p.info["cmdline"] or [])
                               and url.rsplit(":", 1)[1] in " ".join(p.info["cmdline"] or []))
-            stop, peak, log = threading.Event(), [0.0], []
-            sampler = threading.Thread(target=rss_sampler, args=(server_pid, stop, peak), daemon=True)
+            stop, peak, log, by_process = threading.Event(), [0.0], [], {}
+            sampler = threading.Thread(target=rss_sampler, args=(server_pid, stop, peak, by_process), daemon=True)
             sampler.start()
             until = time.monotonic() + args.seconds
             threads = [threading.Thread(target=client, args=(url, bodies, hostile, args.bad, until, i, log))
@@ -144,12 +148,13 @@ def main(argv: list[str] | None = None) -> int:
         "tracebacks_in_log": log_text.count("Traceback (most recent call last)"),
     }
     first = log_text.find("Traceback (most recent call last)")
-    summary_extra = {"first_traceback": log_text[max(0, first - 300): first + 3000] if first >= 0 else None}
+    summary_extra = {"peak_rss_mb_by_process": by_process, "first_traceback": log_text[max(0, first - 300): first + 3000] if first >= 0 else None}
     path = write_results("serving_hostile", {"command": " ".join(sys.argv), "summary": summary, "by_kind": rows,
                                              **summary_extra})
     print_table(rows)
     print()
     print_table([summary])
+    print("\npeak RSS by process (MB):", json.dumps(by_process, indent=1))
     print(f"\nresults in {path}")
     return 0
 
