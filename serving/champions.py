@@ -40,6 +40,7 @@ log = logging.getLogger("asdflow.serving")
 
 WARMUP_SECONDS = 2.0  # the dummy clip scored before a model counts as ready
 # MLflow's HTTP client retries for about a minute by default; a reload pass gets a few seconds
+# (set in the server process, serving/service.py: the variables are process-wide)
 REGISTRY_DEADLINES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
                       "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
 
@@ -72,13 +73,8 @@ class ChampionStore:
         on_swap: Callable[[LoadedChampion], None] | None = None,
         on_registry_check: Callable[[bool, float | None], None] | None = None,
     ):
-        import os
-
         from asdflow.registry.tracking import resolve_tracking
 
-        # a registry server that is down must not hold a reload pass in MLflow's retries for a minute
-        for key, value in REGISTRY_DEADLINES.items():
-            os.environ.setdefault(key, value)
         self.config = config
         # None: every asd-* model with a @champion, found anew at each refresh; a list narrows to those
         self.narrowed = list(config.serving.machine_types) if config.serving.machine_types else None

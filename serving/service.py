@@ -70,7 +70,7 @@ from asdflow.serving_io import (
     decode_upload,
 )
 
-from serving.champions import ChampionStore, LoadedChampion
+from serving.champions import REGISTRY_DEADLINES, ChampionStore, LoadedChampion
 
 log = logging.getLogger("asdflow.serving")
 
@@ -466,6 +466,9 @@ class AnomalyDetector:
         # here, not per call: asdflow.torch_threads skips a count that is already right).
         torch.set_num_threads(1)
         _die_with_parent()
+        # a registry server that is down must not hold a reload pass in MLflow's retries for a minute
+        for key, value in REGISTRY_DEADLINES.items():
+            os.environ.setdefault(key, value)
         self.config = CONFIG
         project_dir = os.environ.get("ASDFLOW_PROJECT_DIR") or Path.cwd()
         self.store = ChampionStore(CONFIG, project_dir, on_swap=_publish_version,
